@@ -1,0 +1,19 @@
+"""Errors a user can cause and fix. The CLI prints each as one line, no traceback."""
+
+from __future__ import annotations
+
+
+class GanTuiError(Exception):
+    """Base class: the message is a complete, user-facing sentence."""
+
+
+class ConfigError(GanTuiError):
+    """A setting is out of range or contradicts another."""
+
+
+class DataError(GanTuiError):
+    """A dataset is missing, malformed or cannot be fetched."""
+
+
+class CheckpointError(GanTuiError):
+    """A checkpoint cannot be read, written or does not fit the run."""

@@ -1,0 +1,157 @@
+"""What the engine says (events) and what it obeys (commands).
+
+Each is a small frozen dataclass. A sink is any callable taking an Event; the TUI
+and the headless runner are two sinks over the same engine. Sinks are called on
+the training thread, so they must be quick and must not touch the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+# ----------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Started:
+    """Training is about to take its first step (fresh or resumed)."""
+
+    run_dir: str
+    run_name: str
+    preset: str
+    device: str
+    dataset: str
+    num_images: int
+    steps_per_epoch: int
+    epochs: int
+    start_epoch: int  # 0-based epoch the next step belongs to
+    global_step: int
+    resumed_from: str | None
+    config: dict[str, Any]
+    history: tuple[dict[str, Any], ...] = ()  # epoch records so far (on resume)
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Means over the steps since the previous StepStats (at most every N ms)."""
+
+    epoch: int  # 0-based
+    epochs: int
+    batch: int  # batches done in this epoch, 1-based after the step
+    steps_per_epoch: int
+    global_step: int
+    g_loss: float
+    d_loss: float
+    d_real: float  # mean D(x)
+    d_fake: float  # mean D(G(z)) as seen by the D step
+    img_per_s: float
+    elapsed_s: float  # wall time of training so far in this process
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int  # 0-based, as the seed prints it
+    epochs: int
+    global_step: int
+    g_loss: float
+    d_loss: float
+    d_real: float
+    d_fake: float
+    img_per_s: float
+    seconds: float
+
+    def seed_line(self) -> str:
+        """The seed tutorial's per-epoch line, plus throughput."""
+        return (
+            f"Epoch: [{self.epoch}/{self.epochs}] | G_loss: {self.g_loss:.3f} | "
+            f"D_loss: {self.d_loss:.3f} | {self.img_per_s:,.0f} img/s"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """Generated digits: float32 array N x 28 x 28 in [-1, 1]."""
+
+    epoch: int
+    global_step: int
+    images: np.ndarray
+    fixed: bool  # True: the run's fixed noise batch; False: fresh noise on request
+    labels: tuple[int, ...] | None = None  # class per image for conditional presets
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: str
+    epoch: int
+    global_step: int
+    reason: str  # "epoch", "periodic", "request", "stop", "interrupt"
+
+
+@dataclass(frozen=True)
+class Paused:
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "completed" or "stopped"
+    epoch: int  # epochs completed
+    global_step: int
+    checkpoint: str | None
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """Something went wrong. fatal=False: training carries on (e.g. a save failed)."""
+
+    message: str
+    fatal: bool = True
+
+
+Event = Union[Started, StepStats, EpochEnd, Samples, CheckpointSaved, Paused, Resumed, Finished, Error]
+Sink = Callable[[Event], None]
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Pause:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    pass
+
+
+@dataclass(frozen=True)
+class Save:
+    reason: str = "request"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Generate fresh digits now (count defaults to the config's sample_count)."""
+
+    count: int | None = None
+    digit: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish the current step, save last.pt, emit Finished."""
+
+    reason: str = "stop"
+
+
+Command = Union[Pause, Resume, Save, Sample, Stop]

@@ -1,0 +1,507 @@
+"""The Textual training dashboard: trains in a thread worker and shows it live.
+
+Threads: the engine runs in a Textual thread worker and calls our sink on that
+thread. The sink only appends to an `EventBuffer` (a lock held for microseconds),
+and the UI drains the buffer ten times a second. So training never waits for the
+UI, and the UI never waits for training: commands go the other way through the
+engine's thread-safe queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from gan_tui.config import TrainConfig
+from gan_tui.errors import GanTuiError
+from gan_tui.events import (
+    CheckpointSaved,
+    Command,
+    EpochEnd,
+    Error,
+    Event,
+    Finished,
+    Pause,
+    Paused,
+    Resume,
+    Resumed,
+    Sample,
+    Samples,
+    Save,
+    Sink,
+    Started,
+    StepStats,
+)
+from gan_tui.tui.screens import HelpScreen
+from gan_tui.tui.state import EventBuffer, History, Phase, Progress, RunInfo, diverged
+from gan_tui.tui.widgets import (
+    DigitsPanel,
+    HeaderBar,
+    LogPanel,
+    LossPlot,
+    ProgressPanel,
+    TooSmall,
+)
+
+
+class TrainerLike(Protocol):
+    """What the app needs from gan_tui.engine.Trainer (tests may pass a stand-in)."""
+
+    run_dir: Path
+
+    def send(self, command: Command) -> None: ...
+
+    def request_stop(self, reason: str = "stop") -> None: ...
+
+    def run(self) -> Finished: ...
+
+
+TrainerFactory = Callable[[TrainConfig, Sink, "str | None"], TrainerLike]
+
+
+def make_trainer(config: TrainConfig, sink: Sink, resume: str | None,
+                 force: bool = False) -> TrainerLike:
+    from gan_tui.engine import Trainer  # late import: torch takes a second to load
+
+    return Trainer(config, sink, resume=resume, force=force)
+
+
+class GanTuiApp(App[int]):
+    """Header, progress, loss plot, digits and log around one training run."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "gan-tui"
+    ENABLE_COMMAND_PALETTE = False
+    # Screen classes for the layout: below 80 x 24 the dashboard gives way to a note.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-too-narrow"), (80, "-narrow"), (110, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-too-short"), (24, "-short"), (30, "-medium"), (38, "-tall"),
+    ]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_pause", "Pause/Resume", key_display="space"),
+        Binding("p", "toggle_pause", "Pause/Resume", show=False),
+        Binding("s", "save", "Save"),
+        Binding("g", "sample", "Sample"),
+        Binding("r", "cycle_renderer", "Render"),
+        Binding("v", "toggle_plot", "Plot"),
+        Binding("l", "toggle_log_y", "Log-y"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        # Priority, so ctrl+c quits the same way wherever focus is (Textual's default
+        # only tells you how to quit).
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    POLL_S: ClassVar[float] = 0.1  # how often the UI drains the engine's events
+    QUIT_TIMEOUT_S: ClassVar[float] = 15.0  # give up waiting for the engine after this
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: str | None = None,
+        *,
+        trainer_factory: TrainerFactory = make_trainer,
+        autostart: bool = True,
+        handle_signals: bool = False,
+    ) -> None:
+        """`autostart=False` starts no training: tests then feed events with `feed()`."""
+        super().__init__()
+        self.config = config
+        self.resume = resume
+        self.buffer = EventBuffer()
+        self.history = History()
+        self.info = RunInfo(
+            run_name=Path(config.run_dir).name if config.run_dir else "new run",
+            preset=config.preset, device=config.device, dataset=config.dataset,
+        )
+        self.progress: Progress | None = None
+        self.started: Started | None = None
+        self.finished: Finished | None = None
+        self.fatal_error: str | None = None
+        self.last_checkpoint: str | None = None
+        self._trainer_factory = trainer_factory
+        self._autostart = autostart
+        self._handle_signals = handle_signals
+        self._trainer: TrainerLike | None = None
+        self._trainer_lock = threading.Lock()
+        self._worker_done = not autostart
+        self._quitting = False
+        self._paused = False
+        self._want_pause = False
+        self._saving = False
+        self._save_notice: str | None = None
+        self._diverged = False
+
+    # ------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield ProgressPanel(id="progress")
+                yield LossPlot(self.history, id="plot")
+                yield LogPanel(id="log")
+            yield DigitsPanel(id="digits")
+        yield TooSmall(id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#progress", ProgressPanel).border_title = "Progress"
+        self._refresh_panels()
+        self.set_interval(self.POLL_S, self.poll_events)
+        if self._handle_signals:
+            self._install_signal_handlers()
+        if self._autostart:
+            self.log_line("Loading the data and building the models…", "dim")
+            self._train()
+
+    def on_resize(self) -> None:
+        self.query_one(TooSmall).show_size(self.size.width, self.size.height)
+
+    # ------------------------------------------------------- the worker
+
+    @work(thread=True, exclusive=True, name="trainer", exit_on_error=False)
+    def _train(self) -> None:
+        """Build the trainer and run it (on the worker thread)."""
+        worker = get_current_worker()
+        reported = False
+
+        def sink(event: Event) -> None:
+            nonlocal reported
+            reported = reported or (isinstance(event, Error) and event.fatal)
+            self.buffer.put(event)
+
+        try:
+            trainer = self._trainer_factory(self.config, sink, self.resume)
+        except GanTuiError as exc:
+            self.buffer.put(Error(str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user, not swallowed
+            self.buffer.put(Error(f"could not start training: {type(exc).__name__}: {exc}"))
+            return
+        with self._trainer_lock:
+            if self._quitting or worker.is_cancelled:
+                return  # quit while loading: nothing trained, nothing to save
+            self._trainer = trainer
+        done = threading.Event()
+        threading.Thread(target=_stop_when_cancelled, args=(worker, trainer, done),
+                         name="gan-tui-watchdog", daemon=True).start()
+        try:
+            trainer.run()
+        except Exception as exc:  # noqa: BLE001 - the engine saved and reported it
+            if not reported:
+                self.buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
+        finally:
+            done.set()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "trainer" or event.state in (
+            WorkerState.PENDING, WorkerState.RUNNING,
+        ):
+            return
+        self._worker_done = True
+        self.poll_events()
+        if self._quitting:
+            self._exit_app()
+
+    def send(self, command: Command) -> bool:
+        """Send a command to the engine; False when no training is running."""
+        trainer = self._trainer
+        if trainer is None or self._worker_done:
+            return False
+        trainer.send(command)
+        return True
+
+    # --------------------------------------------------- events -> state
+
+    def feed(self, *events: Event) -> None:
+        """Queue events as if the engine had sent them (tests, replays)."""
+        for event in events:
+            self.buffer.put(event)
+
+    def poll_events(self) -> None:
+        """Fold every pending engine event into the state, then redraw what changed."""
+        events = self.buffer.drain()
+        if not events:
+            return
+        for event in events:
+            handler = self._HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        if self._save_notice:
+            self.notify(self._save_notice, title="Checkpoint saved", timeout=6)
+            self._save_notice = None
+        self._refresh_panels()
+
+    def _handle_started(self, event: Started) -> None:
+        self.started = event
+        self.info = RunInfo(event.run_name, event.preset, event.device, event.dataset,
+                            event.num_images, event.run_dir)
+        self.progress = Progress(
+            epoch=event.start_epoch, epochs=event.epochs, steps_per_epoch=event.steps_per_epoch,
+            global_step=event.global_step, start_step=event.global_step,
+        )
+        self.history.add_records(event.history)
+        if event.resumed_from:
+            self.log_line(f"Resumed from {event.resumed_from} at epoch {event.start_epoch}, "
+                      f"step {event.global_step:,}", "bold")
+        self.log_line(f"Training {event.preset} on {event.num_images:,} images "
+                      f"({event.dataset}) on {event.device}")
+        self.log_line(f"Run folder: {event.run_dir}", "dim")
+
+    def _handle_step_stats(self, event: StepStats) -> None:
+        start = self.progress.start_step if self.progress else 0
+        self.progress = Progress(
+            epoch=event.epoch, epochs=event.epochs, batch=event.batch,
+            steps_per_epoch=event.steps_per_epoch, global_step=event.global_step,
+            start_step=start, img_per_s=event.img_per_s, elapsed_s=event.elapsed_s,
+            g_loss=event.g_loss, d_loss=event.d_loss, d_real=event.d_real, d_fake=event.d_fake,
+        )
+        self.history.append(event.global_step, event.g_loss, event.d_loss,
+                            event.d_real, event.d_fake)
+        if not self._diverged and diverged(event):
+            self._diverged = True
+            self.log_line(f"The losses are no longer finite at step {event.global_step:,}: "
+                      "the run diverged.", "bold red")
+
+    def _handle_epoch_end(self, event: EpochEnd) -> None:
+        self.log_line(event.seed_line())
+
+    def _handle_samples(self, event: Samples) -> None:
+        if event.fixed:
+            caption = f"epoch {event.epoch + 1} · fixed noise"
+        else:
+            caption = f"fresh · step {event.global_step:,}"
+        self.query_one(DigitsPanel).show(event.images, caption)
+
+    def _handle_checkpoint(self, event: CheckpointSaved) -> None:
+        if event.reason != "kept":
+            self.last_checkpoint = event.path
+        if event.reason != "epoch":  # every epoch rewrites last.pt: not news
+            how = _SAVE_REASONS.get(event.reason, event.reason)
+            self.log_line(f"Checkpoint {self._run_relative(event.path)} ({how})", "green")
+        if self._saving and event.reason in ("request", "kept"):
+            # The engine writes last.pt and then a kept copy; the copy is the one to keep.
+            self._save_notice = event.path
+            self._saving = event.reason == "request"
+
+    def _handle_paused(self, event: Paused) -> None:
+        self._paused = True
+        self.log_line(f"Paused at step {event.global_step:,}", "yellow")
+
+    def _handle_resumed(self, event: Resumed) -> None:
+        self._paused = False
+        self.log_line(f"Resumed at step {event.global_step:,}", "yellow")
+
+    def _handle_finished(self, event: Finished) -> None:
+        self.finished = event
+        self._paused = False
+        self._saving = False
+        if event.checkpoint:
+            self.last_checkpoint = event.checkpoint
+        verb = "Finished" if event.reason == "completed" else "Stopped"
+        self.log_line(f"{verb} after {event.epoch} epochs, step {event.global_step:,}.", "bold")
+
+    def _handle_error(self, event: Error) -> None:
+        if event.fatal:
+            self.fatal_error = event.message
+        self._saving = False
+        self.log_line(("Error: " if event.fatal else "Warning: ") + event.message, "bold red")
+        self.notify(event.message, title="Error" if event.fatal else "Warning",
+                    severity="error" if event.fatal else "warning", timeout=8)
+
+    _HANDLERS: ClassVar[dict[type, Callable[[GanTuiApp, Event], None]]] = {
+        Started: _handle_started,
+        StepStats: _handle_step_stats,
+        EpochEnd: _handle_epoch_end,
+        Samples: _handle_samples,
+        CheckpointSaved: _handle_checkpoint,
+        Paused: _handle_paused,
+        Resumed: _handle_resumed,
+        Finished: _handle_finished,
+        Error: _handle_error,
+    }
+
+    # ------------------------------------------------------------ drawing
+
+    @property
+    def phase(self) -> Phase:
+        if self.fatal_error:
+            return Phase.ERROR
+        if self._diverged:
+            return Phase.DIVERGED
+        if self.finished:
+            return Phase.DONE if self.finished.reason == "completed" else Phase.STOPPED
+        if self._quitting or self._saving:
+            return Phase.SAVING
+        if self.started is None:
+            return Phase.STARTING
+        return Phase.PAUSED if self._paused else Phase.TRAINING
+
+    def _refresh_panels(self) -> None:
+        header = self.query_one(HeaderBar)
+        header.show_info(self.info)
+        header.show_phase(self.phase)
+        self.query_one(ProgressPanel).show(self.progress, self.phase)
+
+    def _run_relative(self, path: str) -> str:
+        """Paths inside the run folder are shown relative to it (the log is narrow)."""
+        try:
+            return str(Path(path).relative_to(self.info.run_dir))
+        except ValueError:
+            return _display_path(Path(path))
+
+    def log_line(self, message: str, style: str = "") -> None:
+        self.query_one(LogPanel).add(message, style)
+
+    # ------------------------------------------------------------ actions
+
+    def action_toggle_pause(self) -> None:
+        if self.finished or self._trainer is None:
+            self.notify("Training is not running.", severity="warning", timeout=3)
+            return
+        # Toggle what was asked, not what was last seen: two quick presses cancel out.
+        self._want_pause = not self._want_pause
+        self.send(Pause() if self._want_pause else Resume())
+
+    def action_save(self) -> None:
+        if self.send(Save()):
+            self._saving = True
+            self._refresh_panels()
+        else:
+            self.notify("Training is not running; the last checkpoint is "
+                        f"{self.last_checkpoint or 'not written yet'}.", timeout=4)
+
+    def action_sample(self) -> None:
+        if not self.send(Sample(count=16)):
+            self.notify("Training is not running.", severity="warning", timeout=3)
+
+    def action_cycle_renderer(self) -> None:
+        self.query_one(DigitsPanel).cycle_mode()
+
+    def action_toggle_plot(self) -> None:
+        plot = self.query_one(LossPlot)
+        plot.mode = "d" if plot.mode == "loss" else "loss"
+
+    def action_toggle_log_y(self) -> None:
+        plot = self.query_one(LossPlot)
+        plot.log_y = not plot.log_y
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self.request_quit()
+
+    def request_quit(self, reason: str = "stop") -> None:
+        """Ask the engine to save last.pt and stop; the app exits when the worker ends."""
+        if self._quitting:
+            return
+        with self._trainer_lock:
+            self._quitting = True
+            trainer = self._trainer
+        if trainer is None or self._worker_done:
+            self._exit_app()
+            return
+        trainer.request_stop(reason)
+        self.log_line("Saving last.pt before quitting…", "bold")
+        self._refresh_panels()
+        self.set_timer(self.QUIT_TIMEOUT_S, self._exit_app)
+
+    def _exit_app(self) -> None:
+        self.exit(return_code=1 if self.fatal_error else 0)
+
+    # ------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self) -> None:
+        """SIGHUP (the SSH connection dropped) and SIGTERM save and quit, like q."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self.request_quit, "interrupt")
+
+    def on_unmount(self) -> None:
+        # Whatever ended the app (even a crash), the engine must stop, or the process
+        # would wait for the whole run when it exits.
+        trainer = self._trainer
+        if trainer is not None and not self._worker_done:
+            trainer.request_stop("interrupt")
+
+    # ------------------------------------------------------------ after
+
+    def resume_hint(self) -> str | None:
+        """The command that continues this run, if it stopped before its last epoch."""
+        if self.finished is not None and self.finished.reason == "completed":
+            return None
+        run_dir = self.finished.run_dir if self.finished else self.info.run_dir
+        if not run_dir:
+            return None
+        last = Path(run_dir) / "checkpoints" / "last.pt"
+        if not last.exists():
+            return None
+        return f"gan-tui train --resume {_display_path(last)}"
+
+
+_SAVE_REASONS = {
+    "request": "saved on request", "kept": "copy kept", "stop": "saved before stopping",
+    "interrupt": "saved on interrupt", "crash": "saved after a crash",
+}
+
+
+def _stop_when_cancelled(worker: Worker[None], trainer: TrainerLike, done: threading.Event) -> None:
+    """Watchdog: a cancelled worker (the app is closing) stops the engine, even if paused."""
+    while not done.is_set():
+        if worker.cancelled_event.wait(0.25):
+            trainer.request_stop("interrupt")
+            return
+
+
+def _display_path(path: Path) -> str:
+    """Relative to the working directory when inside it (as typed), else absolute."""
+    path = path.absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False) -> int:
+    """Run the dashboard; print what happened once the screen is back. Returns the exit code.
+
+    `force` resumes a checkpoint even if its setup differs (the CLI's --force).
+    """
+    factory = functools.partial(make_trainer, force=force)
+    app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True)
+    app.run()
+    return _report(app)
+
+
+def _report(app: GanTuiApp) -> int:
+    out = sys.stdout
+    with contextlib.suppress(OSError):  # after SIGHUP there may be no terminal left
+        if app.fatal_error:
+            print(f"gan-tui: {app.fatal_error}", file=sys.stderr)
+        if app.finished is not None:
+            print(f"Run folder: {_display_path(Path(app.finished.run_dir))}", file=out)
+        hint = app.resume_hint()
+        if hint:
+            print(f"Resume with: {hint}", file=out)
+        out.flush()
+    return 1 if app.fatal_error else (app.return_code or 0)

@@ -1,0 +1,281 @@
+"""The dashboard's panels. Each reads plain state and draws it; none knows the engine."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import ClassVar, Literal
+
+import numpy as np
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from gan_tui.render import RENDER_MODES, render_grid, to_unit
+from gan_tui.tui.scaling import best_size, grid_cells, resize
+from gan_tui.tui.state import History, Phase, Progress, RunInfo, ema, format_duration, thin
+
+PlotMode = Literal["loss", "d"]
+
+
+class HeaderBar(Horizontal):
+    """One line: what is training, where, and the state badge at the right."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("gan-tui", id="title")
+        yield Static("", id="run-info")
+        yield Static(Phase.STARTING.value, id="badge", classes="-starting")
+
+    def show_info(self, info: RunInfo) -> None:
+        images = f" · {info.num_images:,} images" if info.num_images else ""
+        text = f"{info.run_name} · {info.preset} · {info.device} · {info.dataset}{images}"
+        self.query_one("#run-info", Static).update(Text(text, overflow="ellipsis", no_wrap=True))
+
+    def show_phase(self, phase: Phase) -> None:
+        badge = self.query_one("#badge", Static)
+        badge.update(f" {phase.value} ")
+        badge.set_classes(f"-{phase.value.lower()}")
+
+
+class ProgressPanel(Static):
+    """Epoch and batch bars with counts, speed, elapsed time and ETAs."""
+
+    def show(self, progress: Progress | None, phase: Phase) -> None:
+        self.update(self._table(progress) if progress else self._waiting(phase))
+
+    @staticmethod
+    def _waiting(phase: Phase) -> Text:
+        if phase is Phase.STARTING:
+            return Text("Loading the data and building the models…", style="italic")
+        return Text("No training statistics yet.", style="italic")
+
+    @staticmethod
+    def _table(p: Progress) -> Group:
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column("label", no_wrap=True, style="bold")
+        grid.add_column("count", justify="right", no_wrap=True)
+        grid.add_column("bar", ratio=1)
+        grid.add_column("eta", justify="right", no_wrap=True)
+        grid.add_row("Epoch", f"{p.epochs_done}/{p.epochs}", _bar(p.epochs_done, p.epochs),
+                     f"ETA {format_duration(p.eta_s())}")
+        grid.add_row("Batch", f"{p.batch}/{p.steps_per_epoch}", _bar(p.batch, p.steps_per_epoch),
+                     f"ETA {format_duration(p.epoch_eta_s())}")
+        speed = Text.assemble(
+            (f"{p.img_per_s:,.0f}", "bold"), " img/s · step ", (f"{p.global_step:,}", "bold"),
+            " · ", (format_duration(p.elapsed_s), "bold"), " elapsed",
+            no_wrap=True, overflow="ellipsis",
+        )
+        return Group(grid, speed)
+
+
+def _bar(completed: float, total: float) -> ProgressBar:
+    # Named ANSI styles survive 16-colour terminals; rich's default pinks do not.
+    return ProgressBar(total=max(total, 1), completed=completed, style="bright_black",
+                       complete_style="cyan", finished_style="green")
+
+
+class LossPlot(PlotextPlot):
+    """G/D loss (or D(x)/D(G(z))) per step, smoothed and thinned to the widget's width.
+
+    Redrawing a plotext figure costs milliseconds, so it happens on a slow timer and
+    only when the data, the size or the view changed since the last drawing.
+    """
+
+    REDRAW_S: ClassVar[float] = 0.5
+
+    mode: reactive[PlotMode] = reactive("loss", init=False)
+    log_y: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, history: History, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.history = history
+        self._drawn: tuple[object, ...] | None = None
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(self.REDRAW_S, self.redraw_if_stale)
+        self._update_titles()
+
+    def watch_mode(self) -> None:
+        self._update_titles()
+        self.redraw_if_stale()
+
+    def watch_log_y(self) -> None:
+        self._update_titles()
+        self.redraw_if_stale()
+
+    def _update_titles(self) -> None:
+        if self.mode == "loss":
+            self.border_title = "Loss per step · G and D (smoothed)"
+        else:
+            self.border_title = "D(x) and D(G(z)) · 0.5 = balance"
+        self.border_subtitle = "v switch · l log-y" + (" [on]" if self.log_y else "")
+
+    def redraw_if_stale(self) -> None:
+        key = (self.history.version, self.size, self.mode, self.log_y)
+        if key != self._drawn and self.size.width > 8 and self.size.height > 4:
+            self._drawn = key
+            self._replot()
+            self.refresh()
+
+    def _replot(self) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        history = self.history
+        # Braille markers give two points per cell; the frame and y labels take ~10 cells.
+        buckets = max(2 * (self.size.width - 10), 2)
+        if self.mode == "loss":
+            series = [("G", history.g_loss, "cyan"), ("D", history.d_loss, "magenta")]
+        else:
+            series = [("D(x)", history.d_real, "green"), ("D(G(z))", history.d_fake, "yellow")]
+        for label, values, color in series:
+            xs, ys = thin(history.steps, values, buckets)
+            ys = ema(ys, alpha=0.3)
+            xs, ys = _plottable(xs, ys, self.log_y)
+            if xs:  # the legend carries the latest raw value
+                plt.plot(xs, ys, label=f"{label} {values[-1]:.3f}", color=color,
+                         marker="braille")
+        if self.mode == "d":
+            plt.hline(0.5, "gray")
+            if not self.log_y:
+                plt.ylim(0, 1)
+        if self.log_y:
+            plt.yscale("log")
+        if len(history):
+            count = max(2, (self.size.width - 6) // 10)  # a label every ~10 cells
+            plt.xticks(*step_ticks(history.steps[0], history.steps[-1], count))
+        else:
+            plt.title("waiting for the first steps")
+        plt.xlabel("step")
+
+
+def step_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """About `count` round step numbers for the x axis (1, 2 or 5 times a power of ten apart)."""
+    if hi <= lo:
+        return [lo], [_step_label(lo)]
+    magnitude = 10 ** math.floor(math.log10((hi - lo) / max(count, 1)))
+    candidates = [max(m * magnitude, 1) for m in (1, 2, 5, 10, 20)]
+
+    def ticks_for(spacing: float) -> list[float]:
+        first = math.ceil(lo / spacing) * spacing
+        return [first + i * spacing for i in range(int((hi - first) // spacing) + 1)]
+
+    ticks = min((ticks_for(c) for c in candidates), key=lambda t: (abs(len(t) - count), len(t)))
+    return ticks, [_step_label(t) for t in ticks]
+
+
+def _step_label(step: float) -> str:
+    if step >= 10_000:
+        return f"{step / 1000:,.0f}k"
+    return f"{step:,.0f}"
+
+
+def _plottable(xs: list[float], ys: list[float], log_y: bool) -> tuple[list[float], list[float]]:
+    """Drop points plotext cannot draw: non-finite, and non-positive on a log axis."""
+    keep = [(x, y) for x, y in zip(xs, ys, strict=True)
+            if math.isfinite(y) and (y > 0 or not log_y)]
+    return [x for x, _ in keep], [y for _, y in keep]
+
+
+class DigitsPanel(Widget):
+    """The 4 x 4 grid of generated digits, as large as the panel's height allows.
+
+    The panel asks for the width of the biggest grid that fits its height (up to
+    half the screen, by CSS), so the plot on the left gets the rest.
+    """
+
+    mode: reactive[str] = reactive(RENDER_MODES[0], layout=True)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.images: np.ndarray | None = None
+        self.caption = "waiting"
+        self._grid_cache: tuple[tuple[object, ...], RenderableType] | None = None
+
+    def on_mount(self) -> None:
+        self._update_titles()
+
+    def show(self, images: np.ndarray, caption: str) -> None:
+        self.images = to_unit(images)  # [0, 1] once, so shrinking keeps the range
+        self.caption = caption
+        self._update_titles()
+        self.refresh()
+
+    def cycle_mode(self) -> str:
+        modes = list(RENDER_MODES)
+        self.mode = modes[(modes.index(self.mode) + 1) % len(modes)]
+        return self.mode
+
+    def watch_mode(self) -> None:
+        self._update_titles()
+
+    def _update_titles(self) -> None:
+        self.border_title = f"Digits · {self.caption}"
+        self.border_subtitle = f"r {self.mode}"
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        frame = self.styles.gutter.height
+        px = best_size(self.mode, container.width, container.height - frame)
+        return grid_cells(self.mode, px)[0]
+
+    def render(self) -> RenderableType:
+        width, height = self.content_size
+        if self.images is None:
+            return Text("The fixed-noise digits appear after the first epoch.\n\n"
+                        "Press g for fresh ones now.", style="italic", justify="center")
+        key = (id(self.images), self.mode, width, height)
+        if self._grid_cache is None or self._grid_cache[0] != key:
+            px = best_size(self.mode, width, height, n=len(self.images))
+            grid = render_grid(resize(self.images, px), mode=self.mode, cols=4, max_width=width)
+            self._grid_cache = (key, grid)
+        return self._grid_cache[1]
+
+
+class LogPanel(Widget):
+    """The seed's epoch lines, checkpoint notices and errors; the newest at the bottom.
+
+    It keeps its own lines and wraps them at draw time, so they re-flow when the
+    terminal is resized (RichLog wraps once, at the width it had when written).
+    """
+
+    def __init__(self, max_lines: int = 500, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.lines: deque[Text] = deque(maxlen=max_lines)
+
+    def on_mount(self) -> None:
+        self.border_title = "Log"
+
+    def add(self, message: str, style: str = "") -> None:
+        self.lines.append(Text(message, style=style))
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        width, height = self.content_size.width, self.content_size.height
+        if width <= 0 or height <= 0:
+            return Text()
+        shown: list[Text] = []
+        for line in reversed(self.lines):  # wrap from the newest until the panel is full
+            wrapped = line.wrap(self.app.console, width, overflow="fold")
+            shown[:0] = list(wrapped)
+            if len(shown) >= height:
+                break
+        return Text("\n").join(shown[-height:])
+
+
+class TooSmall(Static):
+    """Shown instead of the dashboard when the terminal is below 80 x 24."""
+
+    def show_size(self, width: int, height: int) -> None:
+        self.update(
+            f"gan-tui needs a terminal of at least 80 x 24 cells; this one is "
+            f"{width} x {height}.\n\nTraining goes on. Enlarge the window to see it, "
+            f"or press q to save and quit."
+        )

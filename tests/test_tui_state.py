@@ -1,0 +1,113 @@
+"""The dashboard's plain-Python parts: event buffer, plot thinning, digit fitting."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from gan_tui.events import Paused, StepStats
+from gan_tui.render import grid_size
+from gan_tui.tui.scaling import MAX_PX, MIN_PX, best_size, resize
+from gan_tui.tui.state import EventBuffer, History, Progress, ema, format_duration, thin
+
+
+def stats(step: int, g: float = 1.0, d: float = 1.0) -> StepStats:
+    return StepStats(epoch=0, epochs=1, batch=step, steps_per_epoch=100, global_step=step,
+                     g_loss=g, d_loss=d, d_real=0.5, d_fake=0.5, img_per_s=1.0, elapsed_s=1.0)
+
+
+def test_buffer_keeps_order_and_drains_once() -> None:
+    buffer = EventBuffer()
+    events = [stats(1), Paused(1), stats(2)]
+    for event in events:
+        buffer.put(event)
+    assert buffer.drain() == events
+    assert buffer.drain() == []
+
+
+def test_buffer_coalesces_stats_but_keeps_other_events() -> None:
+    buffer = EventBuffer(max_stats=100)
+    for step in range(1, 1001):
+        buffer.put(stats(step))
+        if step == 10:
+            buffer.put(Paused(10))
+    drained = buffer.drain()
+    kept = [e.global_step for e in drained if isinstance(e, StepStats)]
+    assert len(kept) <= 100
+    assert kept == sorted(kept) and kept[-1] == 1000  # the newest survive, in order
+    assert any(isinstance(e, Paused) for e in drained)
+
+
+def test_buffer_put_from_threads_loses_nothing() -> None:
+    buffer = EventBuffer(max_stats=10**6)
+    threads = [threading.Thread(target=lambda: [buffer.put(stats(i)) for i in range(1000)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(buffer.drain()) == 4000
+
+
+def test_thin_averages_into_buckets() -> None:
+    xs = list(range(10))
+    assert thin(xs, xs, 20) == (xs, xs)  # fewer points than buckets: unchanged
+    tx, ty = thin(xs, [float(x) for x in xs], 5)
+    assert tx == [0.5, 2.5, 4.5, 6.5, 8.5] and ty == tx
+    assert thin([], [], 5) == ([], [])
+
+
+def test_thin_and_ema_skip_non_finite_values() -> None:
+    _, ty = thin([0, 1, 2, 3], [1.0, math.nan, 3.0, 3.0], 2)
+    assert ty == [1.0, 3.0]
+    smoothed = ema([math.nan, 2.0, math.inf, 4.0], alpha=0.5)
+    assert math.isnan(smoothed[0]) and smoothed[1:] == [2.0, 2.0, 3.0]
+
+
+def test_history_accepts_checkpoint_records_and_skips_odd_ones() -> None:
+    history = History()
+    history.add_records([
+        {"event": "epoch", "step": 8, "g_loss": 1.0, "d_loss": 2.0, "d_real": 0.6, "d_fake": 0.4},
+        {"event": "epoch", "step": 16},  # incomplete
+    ])
+    assert history.steps == [8.0] and history.version == 1
+
+
+def test_progress_eta_uses_this_process_speed() -> None:
+    p = Progress(epoch=1, epochs=2, batch=50, steps_per_epoch=100, global_step=150,
+                 start_step=100, elapsed_s=10.0)
+    assert p.steps_per_s() == 5.0
+    assert p.eta_s() == 10.0 and p.epoch_eta_s() == 10.0
+    assert Progress().eta_s() is None
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "-:--:--"), (math.nan, "-:--:--"), (0, "0:00:00"), (3725.4, "1:02:05"),
+])
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("mode", ["blocks", "braille", "ascii"])
+@pytest.mark.parametrize(("width", "height"), [(43, 26), (35, 20), (100, 100), (5, 5)])
+def test_best_size_fits_the_grid(mode: str, width: int, height: int) -> None:
+    px = best_size(mode, width, height)
+    assert MIN_PX <= px <= MAX_PX
+    w, h = grid_size(16, mode, 4, shape=(px, px))
+    if px > MIN_PX:
+        assert w <= width and h <= height
+        bigger = grid_size(16, mode, 4, shape=(px + 1, px + 1))
+        assert px == MAX_PX or bigger[0] > width or bigger[1] > height
+
+
+def test_resize_keeps_range_and_mean() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, size=(3, 28, 28)).astype(np.float32)
+    small = resize(images, 10)
+    assert small.shape == (3, 10, 10)
+    assert small.min() >= 0 and small.max() <= 1
+    np.testing.assert_allclose(small.mean(axis=(1, 2)), images.mean(axis=(1, 2)), rtol=1e-5)
+    assert resize(images, 28) is not None and resize(images, 28).shape == (3, 28, 28)

@@ -51,20 +51,29 @@ class TrainConfig:
         """Raise ConfigError naming the first bad setting; return self if all is well."""
         from gan_tui.models import PRESETS  # late import: models imports torch
 
-        _require(self.preset in PRESETS, f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
+        choices = ", ".join
+        _require(self.preset in PRESETS,
+                 f"unknown preset {self.preset!r} (choose from {choices(PRESETS)})")
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        _require(self.batch_size >= 2, f"--batch-size must be at least 2 (BatchNorm needs two images), got {self.batch_size}")
+        _require(self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs two "
+                 f"images), got {self.batch_size}")
         _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
         _require(self.lr_g > 0, f"--lr-g must be greater than 0, got {self.lr_g}")
         _require(self.lr_d > 0, f"--lr-d must be greater than 0, got {self.lr_d}")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must lie in [0, 1)")
-        _require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r} (choose from {', '.join(DATASETS)})")
-        _require(self.split in SPLITS, f"unknown split {self.split!r} (choose from {', '.join(SPLITS)})")
-        _require(self.limit is None or self.limit >= 2, f"--limit must be at least 2, got {self.limit}")
-        _require(self.device in DEVICES, f"unknown device {self.device!r} (choose from {', '.join(DEVICES)})")
+        _require(self.dataset in DATASETS,
+                 f"unknown dataset {self.dataset!r} (choose from {choices(DATASETS)})")
+        _require(self.split in SPLITS,
+                 f"unknown split {self.split!r} (choose from {choices(SPLITS)})")
+        _require(self.limit is None or self.limit >= 2,
+                 f"--limit must be at least 2, got {self.limit}")
+        _require(self.device in DEVICES,
+                 f"unknown device {self.device!r} (choose from {choices(DEVICES)})")
         _require(self.log_every >= 1, f"--log-every must be at least 1, got {self.log_every}")
-        _require(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, got {self.checkpoint_every}")
-        _require(1 <= self.sample_count <= 256, f"sample count must lie in 1..256, got {self.sample_count}")
+        _require(self.checkpoint_every >= 1,
+                 f"--checkpoint-every must be at least 1, got {self.checkpoint_every}")
+        _require(1 <= self.sample_count <= 256,
+                 f"sample count must lie in 1..256, got {self.sample_count}")
         _require(self.stats_interval_ms >= 0, "stats interval must not be negative")
         return self
 

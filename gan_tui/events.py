@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +118,8 @@ class Error:
     fatal: bool = True
 
 
-Event = Union[Started, StepStats, EpochEnd, Samples, CheckpointSaved, Paused, Resumed, Finished, Error]
+Event = (Started | StepStats | EpochEnd | Samples | CheckpointSaved | Paused | Resumed | Finished
+         | Error)
 Sink = Callable[[Event], None]
 
 # ---------------------------------------------------------------- commands
@@ -154,4 +155,4 @@ class Stop:
     reason: str = "stop"
 
 
-Command = Union[Pause, Resume, Save, Sample, Stop]
+Command = Pause | Resume | Save | Sample | Stop

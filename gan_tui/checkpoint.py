@@ -1,0 +1,221 @@
+"""Checkpoints: atomic writes, safe loads, RNG capture, and finding `latest`.
+
+A checkpoint is one `torch.save` file holding only tensors, numbers, strings,
+lists and dicts, so it loads with `torch.load(..., weights_only=True)`: opening a
+file someone handed you never runs code from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_tui.config import TrainConfig
+from gan_tui.errors import CheckpointError
+
+FORMAT = "gan-tui/1"
+REQUIRED_KEYS = ("format", "config", "generator", "discriminator", "opt_g", "opt_d",
+                 "epoch", "global_step", "fixed_noise", "rng", "history")
+TEMP_SUFFIX = ".tmp"
+
+
+# ------------------------------------------------------------------ writing
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash or kill at any moment leaves either the old file or the new one,
+    never a half-written checkpoint under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; use normal file modes
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        _remove_quietly(Path(tmp_name))
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = _read_umask()
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files a killed process left behind; return what was removed."""
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        _remove_quietly(p)
+    return stale
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def load_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True; every failure becomes one CheckpointError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = "it holds code or objects that are not plain weights, refused unloaded"
+        if "invalid load key" in str(exc) or "load key" in str(exc):
+            reason = "it is not a PyTorch file"
+        raise CheckpointError(f"{path}: not a gan-tui checkpoint ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt file ({_first_line(exc)})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a full gan-tui training checkpoint."""
+    state = load_file(path)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gan-tui checkpoint (no '{FORMAT}' format tag)")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu"
+                   ) -> tuple[nn.Module, TrainConfig]:
+    """A generator in eval mode from a gan-tui checkpoint or a bare seed state dict."""
+    from gan_tui.models import build_models
+
+    state = load_file(path)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        config = TrainConfig.from_dict(state["config"])
+        weights = state["generator"]
+    elif _looks_like_state_dict(state):
+        weights = state
+        config = TrainConfig(latent_dim=_latent_dim_of(state, path))
+    else:
+        raise CheckpointError(f"{path}: neither a gan-tui checkpoint nor a generator state dict")
+    try:
+        config.validate()
+        generator, _ = build_models(config.preset, config.latent_dim)
+        generator.load_state_dict(weights)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: weights do not fit the {config.preset!r} generator "
+                              f"({_first_line(exc)})") from None
+    return generator.to(device).eval(), config
+
+
+def _looks_like_state_dict(obj: Any) -> bool:
+    return (isinstance(obj, dict) and bool(obj)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()))
+
+
+def _latent_dim_of(state: dict[str, torch.Tensor], path: str | Path) -> int:
+    first = state.get("mean.0.weight")
+    if first is None or first.ndim != 2:
+        raise CheckpointError(f"{path}: state dict has no 'mean.0.weight' "
+                              "(not the seed's Generator)")
+    return int(first.shape[1])
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:160]
+
+
+# ------------------------------------------------------------ finding files
+
+
+def latest_checkpoint(runs_root: str | Path = "runs") -> Path:
+    """The newest run's checkpoints/last.pt under `runs_root`."""
+    root = Path(runs_root)
+    candidates = sorted(root.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CheckpointError(f"no checkpoints/last.pt under {root}/ to resume (train first)")
+    return candidates[-1]
+
+
+def resolve(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
+    if path_or_latest == "latest":
+        return latest_checkpoint(runs_root)
+    return Path(path_or_latest)
+
+
+def run_dir_of(checkpoint_path: Path) -> Path:
+    """runs/<name>/checkpoints/x.pt -> runs/<name>; otherwise the file's folder."""
+    parent = checkpoint_path.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+# ---------------------------------------------------------------- RNG state
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a run touches, in weights_only-safe types."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    rng: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": [py_version, list(py_internal), py_gauss],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    np_state = rng["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

@@ -1,0 +1,144 @@
+"""Command line: `gan-tui [train] ...`, `gan-tui sample ...`.
+
+Arguments become a validated TrainConfig; a terminal gets the Textual app, anything
+else (or --headless) the line-based runner. Known errors print as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from gan_tui import __version__
+from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig
+from gan_tui.errors import GanTuiError
+
+PROG = "gan-tui"
+EXIT_USAGE = 2
+
+# CLI flag dest -> TrainConfig field. Flags default to None so we know what the user set.
+CONFIG_FLAGS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
+                "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
+                "checkpoint_every")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="Train a GAN on handwritten digits and watch "
+                           "it live in your terminal. With no command, `train` runs.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=OneLineParser)
+    train = commands.add_parser("train", help="train (the default command)",
+                                description="Train the GAN: the TUI in a terminal, "
+                                "line output otherwise.")
+    add_train_arguments(train)
+    train.set_defaults(func=run_train)
+    for register in _extra_commands():
+        register(commands)
+    return parser
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    from gan_tui.models import PRESETS
+
+    model = p.add_argument_group("model and optimiser (defaults: the seed tutorial)")
+    model.add_argument("--preset", choices=list(PRESETS), help=f"network pair (default {d.preset})")
+    model.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
+    model.add_argument("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
+    model.add_argument("--latent-dim", type=int, help=f"noise size (default {d.latent_dim})")
+    model.add_argument("--lr-g", type=float, help=f"generator Adam lr (default {d.lr_g})")
+    model.add_argument("--lr-d", type=float, help=f"discriminator Adam lr (default {d.lr_d})")
+    model.add_argument("--seed", type=int, help="random seed; same seed, same run on CPU")
+    model.add_argument("--device", choices=DEVICES, help="auto: cuda, then mps, then cpu")
+
+    data = p.add_argument_group("data (default: the bundled MNIST test split, as the seed)")
+    data.add_argument("--dataset", choices=DATASETS,
+                      help="bundled (offline) or a full set downloaded into the user cache")
+    data.add_argument("--data-dir", metavar="DIR", help="a folder of MNIST-style IDX files")
+    data.add_argument("--split", choices=SPLITS, help=f"which split (default {d.split})")
+    data.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
+
+    run = p.add_argument_group("run")
+    run.add_argument("--run-dir", metavar="DIR",
+                     help="where outputs go (default runs/<date>-<time>-<preset>)")
+    run.add_argument("--resume", metavar="PATH", help="a checkpoint to continue, or 'latest'")
+    run.add_argument("--force", action="store_true",
+                     help="resume even if the data settings differ from the checkpoint's")
+    run.add_argument("--log-every", type=int, metavar="N",
+                     help=f"write a step record to metrics.jsonl every N steps ({d.log_every})")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help=f"keep checkpoints/epoch_NNNN.pt every N epochs ({d.checkpoint_every})")
+    run.add_argument("--headless", action="store_true",
+                     help="line output instead of the TUI (automatic when not a terminal)")
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands that live in their own modules register themselves here."""
+    registrars = []
+    try:
+        from gan_tui.sample import register as register_sample
+
+        registrars.append(register_sample)
+    except ImportError:
+        pass
+    return registrars
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
+    """Merge flags over the defaults, or over the checkpoint's config when resuming."""
+    from gan_tui import checkpoint as ckpt
+
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    if not args.resume:
+        return TrainConfig.from_dict(overrides).validate(), None
+    path = ckpt.resolve(args.resume, TrainConfig().runs_root)
+    saved = ckpt.load_checkpoint(path)["config"]
+    saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
+    return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config, resume = config_from_args(args)
+    if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        from gan_tui.headless import run_headless
+
+        return run_headless(config, resume=resume, force=args.force)
+    from gan_tui.tui.app import run_tui
+
+    return run_tui(config, resume=resume, force=args.force)
+
+
+def _with_default_command(argv: list[str], commands: Sequence[str]) -> list[str]:
+    """`gan-tui --epochs 3` means `gan-tui train --epochs 3`."""
+    if argv and (argv[0] in commands or argv[0] in ("-h", "--help", "--version")):
+        return argv
+    return ["train", *argv]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args = parser.parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv),
+                                                   list(subparsers.choices)))
+    try:
+        return args.func(args)
+    except GanTuiError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Datasets: a validated IDX reader, the bundled MNIST test split, and downloads.
+
+Whatever the source, the result is one uint8 array N x 28 x 28 that the engine
+turns once into a float tensor in [-1, 1] on the training device; batches are
+index slices of it, so there is no per-image work during training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_tui.errors import DataError
+
+BUNDLED_DIR = Path(__file__).parent / "assets" / "mnist"
+IMAGE_SIZE = 28
+
+# IDX magic: two zero bytes, a type code (0x08 = unsigned byte), the number of dims.
+_UBYTE = 0x08
+_IMAGE_DIMS, _LABEL_DIMS = 3, 1
+
+# Standard MNIST-family file stems for each split.
+SPLIT_STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# torchvision dataset class for each downloadable dataset name.
+DOWNLOADABLE = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+@dataclass(frozen=True)
+class DigitSet:
+    """Images (uint8, N x 28 x 28) with their labels (int64, N) and where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or .gz) of unsigned bytes, checking every header field."""
+    path = Path(path)
+    try:
+        raw = _read_bytes(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (gzip.BadGzipFile, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    return parse_idx(raw, name=str(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    with opener(path, "rb") as fh:
+        return fh.read()
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array; raise DataError naming what is wrong."""
+    if len(raw) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
+    zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero0 or zero1 or type_code != _UBYTE or ndim not in (_LABEL_DIMS, _IMAGE_DIMS):
+        raise DataError(
+            f"{name}: bad IDX magic number 0x{int.from_bytes(raw[:4], 'big'):08X} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{name}: truncated IDX header")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims, dtype=np.int64))
+    payload = len(raw) - header_len
+    if payload != expected:
+        shape = " x ".join(map(str, dims))
+        raise DataError(f"{name}: header says {shape} = {expected} bytes, file holds {payload}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def validate_pair(images: np.ndarray, labels: np.ndarray, name: str) -> None:
+    if images.ndim != 3:
+        raise DataError(f"{name}: image file has {images.ndim} dimensions, expected 3")
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        h, w = images.shape[1:]
+        raise DataError(f"{name}: images are {h} x {w}, gan-tui needs 28 x 28")
+    if labels.ndim != 1:
+        raise DataError(f"{name}: label file has {labels.ndim} dimensions, expected 1")
+    if len(images) != len(labels):
+        raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise DataError(f"{name}: the files hold no images")
+
+
+def find_split_files(directory: Path, split: str) -> tuple[Path, Path]:
+    """Locate the images/labels files of one split by their standard MNIST names."""
+    found = []
+    for stem in SPLIT_STEMS[split]:
+        candidates = [directory / f"{stem}.gz", directory / stem]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataError(f"{directory}: no {stem}[.gz] for the {split!r} split")
+        found.append(path)
+    return found[0], found[1]
+
+
+def load_idx_dir(directory: str | Path, split: str = "test") -> DigitSet:
+    """Load `test`, `train` or `all` (train then test) from a folder of IDX files."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
+    splits = ("train", "test") if split == "all" else (split,)
+    parts = [_load_split(directory, s) for s in splits]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    return DigitSet(images, labels, f"{directory} ({split})")
+
+
+def _load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    image_path, label_path = find_split_files(directory, split)
+    images, labels = read_idx(image_path), read_idx(label_path)
+    validate_pair(images, labels, f"{directory} ({split})")
+    return images, labels
+
+
+def load_bundled(split: str = "test") -> DigitSet:
+    """The MNIST test split shipped in the package (the seed's train=False)."""
+    if split != "test":
+        raise DataError(
+            f"the bundled data is the MNIST test split only; for --split {split} use "
+            "--dataset mnist (downloads) or --data-dir DIR"
+        )
+    digits = load_idx_dir(BUNDLED_DIR, "test")
+    return DigitSet(digits.images, digits.labels, "bundled MNIST test split")
+
+
+def cache_dir() -> Path:
+    """Where downloads go: $GAN_TUI_CACHE_DIR or the platform's user cache."""
+    override = os.environ.get("GAN_TUI_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("gan-tui"))
+
+
+def download(name: str, split: str, root: Path | None = None) -> DigitSet:
+    """Fetch a full MNIST-family dataset with torchvision into the user cache."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, DOWNLOADABLE[name])
+    root = root or cache_dir()
+    splits = (True, False) if split == "all" else (split == "train",)
+    parts = []
+    for train in splits:
+        try:
+            ds = cls(root=str(root), train=train, download=True)
+        except Exception as exc:  # torchvision raises bare RuntimeError/URLError offline
+            raise DataError(
+                f"could not download {name} into {root} ({_short(exc)}); without a network, "
+                "leave out --dataset to train on the bundled MNIST test split"
+            ) from None
+        parts.append((ds.data.numpy(), ds.targets.numpy()))
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    validate_pair(images, labels, name)
+    return DigitSet(images, labels, f"{name} ({split})")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:120] if text else type(exc).__name__
+
+
+def load_digits(dataset: str = "bundled", split: str = "test", data_dir: str | None = None,
+                limit: int | None = None) -> DigitSet:
+    """Pick the source the config names; `limit` keeps the first N digits."""
+    if data_dir is not None:
+        digits = load_idx_dir(data_dir, split)
+    elif dataset == "bundled":
+        digits = load_bundled(split)
+    else:
+        digits = download(dataset, split)
+    if limit is not None and limit < len(digits):
+        digits = DigitSet(digits.images[:limit], digits.labels[:limit], digits.source)
+    return digits
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 N x 28 x 28 -> float32 N x 1 x 28 x 28 in [-1, 1], exactly as the seed's
+    ToTensor() then Normalize([0.5], [0.5]) compute it."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32)
+    x = x.div_(255.0).sub_(0.5).div_(0.5)
+    return x.unsqueeze(1)

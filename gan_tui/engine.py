@@ -1,0 +1,473 @@
+"""The training engine: the seed's GAN loop, steerable and observable.
+
+`Trainer` knows nothing of any UI. It emits events (gan_tui.events) to a sink
+and, between steps, obeys commands taken from a thread-safe queue. Process-wide
+things (device choice, RNG seeding, file writes) live here in one place so a
+later multi-process version has one spot to gate on rank 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import random
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gan_tui import checkpoint as ckpt
+from gan_tui.config import TrainConfig
+from gan_tui.data import load_digits, to_tensor
+from gan_tui.errors import CheckpointError, ConfigError
+from gan_tui.events import (
+    CheckpointSaved,
+    Command,
+    EpochEnd,
+    Error,
+    Event,
+    Finished,
+    Pause,
+    Paused,
+    Resume,
+    Resumed,
+    Sample,
+    Samples,
+    Save,
+    Sink,
+    Started,
+    StepStats,
+    Stop,
+)
+from gan_tui.metrics import EPOCH, LOG, WINDOW, MetricsLog, RunningStats
+from gan_tui.models import build_models
+
+__all__ = ["Trainer", "resolve_device", "make_adam", "steps_per_epoch"]
+
+# While paused, wake up this often to notice signals even if no command comes.
+_PAUSE_POLL_S = 0.25
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; an explicit choice must be available."""
+    cuda, mps = torch.cuda.is_available(), _mps_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ConfigError("--device cuda was asked for, but this machine has no usable CUDA GPU "
+                          "(use --device cpu or auto)")
+    if name == "mps" and not mps:
+        raise ConfigError("--device mps was asked for, but Apple's MPS is not available here")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def make_adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fused kernel where the device has one, else foreach: same maths."""
+    params = list(params)
+    for variant in ({"fused": True}, {"foreach": True}):
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=betas, **variant)
+        except (RuntimeError, TypeError, ValueError):
+            continue
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Full batches plus the seed's partial last batch, unless it would hold a single
+    image (BatchNorm cannot normalise one sample in training mode)."""
+    full, rest = divmod(num_images, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class Trainer:
+    """Train one run of a preset; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, sink: Sink, resume: str | Path | None = None,
+                 force: bool = False) -> None:
+        self.config = config.validate()
+        self.sink = sink
+        self.commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self.device = resolve_device(config.device)
+        state = self._read_resume(resume, force)
+        if config.seed is None:
+            config.seed = random.SystemRandom().randrange(2**31)  # recorded, so reproducible
+        seed_everything(config.seed)
+
+        digits = load_digits(config.dataset, config.split, config.data_dir, config.limit)
+        self.dataset_name = digits.source
+        self.data = to_tensor(digits.images, self.device)
+        self.labels = torch.from_numpy(digits.labels).to(self.device)
+        self.steps_per_epoch = steps_per_epoch(len(self.data), config.batch_size)
+
+        self.generator, self.discriminator = (m.to(self.device) for m in
+                                              build_models(config.preset, config.latent_dim))
+        self.criterion = nn.BCELoss()
+        betas = (config.beta1, config.beta2)
+        self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
+        self.opt_d = make_adam(self.discriminator.parameters(), config.lr_d, betas)
+
+        # Separate generators: showing samples must not change the training trajectory.
+        noise_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.fixed_noise = torch.randn(config.sample_count, config.latent_dim, generator=noise_rng)
+        self._sample_rng = torch.Generator().manual_seed(config.seed + 2)
+
+        self.epoch = 0  # epochs completed
+        self.batch = 0  # batches done in the current epoch
+        self.global_step = 0
+        self.permutation: Tensor | None = None
+        self.history: list[dict[str, Any]] = []
+        self.stats = RunningStats(self.device)
+        self._epoch_seconds = 0.0
+        self._resumed_from = str(resume) if resume else None
+        if state is not None:
+            self._load_state(state)
+
+        self.run_dir = self._make_run_dir()
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.samples_dir = self.run_dir / "samples"
+        self._prepare_run_dir()
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    # ------------------------------------------------------------ commands
+
+    def send(self, command: Command) -> None:
+        """Thread-safe and reentrant (SimpleQueue), so signal handlers may call it too."""
+        self.commands.put(command)
+
+    def request_stop(self, reason: str = "stop") -> None:
+        self.send(Stop(reason))
+
+    # ------------------------------------------------------------- running
+
+    def run(self) -> Finished:
+        """Train until the configured epoch count or a Stop; return the Finished event."""
+        self._started_at = time.monotonic()
+        self._paused_s = 0.0
+        self._stop_reason = "stop"
+        self.emit(self._started_event())
+        try:
+            while self.epoch < self.config.epochs:
+                if not self._train_epoch():
+                    return self._finish("stopped")
+                self._end_epoch()
+            return self._finish("completed")
+        except Exception as exc:
+            self._save_after_crash()
+            self.emit(Error(f"training failed: {type(exc).__name__}: {exc}", fatal=True))
+            raise
+        finally:
+            self.metrics.close()
+
+    def step(self, real: Tensor) -> None:
+        """One step exactly as the seed: D on (real, G(z).detach()), then G through D(G(z))."""
+        size = real.size(0)
+        noise = torch.randn(size, self.config.latent_dim, device=self.device)
+        fake = self.generator(noise)
+
+        fake_score = self.discriminator(fake.detach())
+        d_fake_loss = self.criterion(fake_score, torch.zeros_like(fake_score))
+        real_score = self.discriminator(real)
+        d_real_loss = self.criterion(real_score, torch.ones_like(real_score))
+        d_loss = d_fake_loss + d_real_loss
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
+
+        fake_g_score = self.discriminator(fake)
+        g_loss = self.criterion(fake_g_score, torch.ones_like(fake_g_score))
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
+
+        with torch.no_grad():
+            step_stats = torch.stack([g_loss, d_loss, real_score.mean(), fake_score.mean()])
+        self.stats.add(step_stats, size)
+
+    def _train_epoch(self) -> bool:
+        """Run the rest of the current epoch; False when a Stop arrived."""
+        if self.permutation is None:
+            self.permutation = torch.randperm(len(self.data), device=self.device)
+            self.stats.reset(EPOCH)
+            self._epoch_seconds = 0.0
+        self._reset_window()
+        size = self.config.batch_size
+        while self.batch < self.steps_per_epoch:
+            if not self._obey_pending():
+                return False
+            step_began = time.monotonic()
+            indices = self.permutation[self.batch * size:(self.batch + 1) * size]
+            self.step(self.data[indices])
+            self.batch += 1
+            self.global_step += 1
+            self._epoch_seconds += time.monotonic() - step_began
+            self._after_step()
+        return True
+
+    def _after_step(self) -> None:
+        last_of_epoch = self.batch == self.steps_per_epoch
+        now = time.monotonic()
+        if last_of_epoch or (now - self._window_began) * 1000 >= self.config.stats_interval_ms:
+            self.emit(self._step_stats(now))
+            self._reset_window()
+        if self.global_step % self.config.log_every == 0:
+            self.metrics.write({"event": "step", "epoch": self.epoch + 1, "step": self.global_step,
+                                **self.stats.means(LOG)})
+            self.stats.reset(LOG)
+
+    def _step_stats(self, now: float) -> StepStats:
+        means = self.stats.means(WINDOW)  # the only host-device sync, once per window
+        window = max(now - self._window_began, 1e-9)
+        return StepStats(
+            epoch=self.epoch, epochs=self.config.epochs, batch=self.batch,
+            steps_per_epoch=self.steps_per_epoch, global_step=self.global_step,
+            img_per_s=self.stats.images[WINDOW] / window, elapsed_s=self._elapsed(), **means)
+
+    def _reset_window(self) -> None:
+        self.stats.reset(WINDOW)
+        self._window_began = time.monotonic()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started_at - self._paused_s
+
+    def _end_epoch(self) -> None:
+        means = self.stats.means(EPOCH)
+        seconds = self._epoch_seconds
+        img_per_s = self.stats.images[EPOCH] / max(seconds, 1e-9)
+        record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.global_step, **means,
+                  "img_per_s": img_per_s, "seconds": seconds}
+        self.history.append(record)
+        self.metrics.write(record)
+        self.emit(EpochEnd(epoch=self.epoch, epochs=self.config.epochs,
+                           global_step=self.global_step, img_per_s=img_per_s, seconds=seconds,
+                           **means))
+        images = self.generate(self.fixed_noise)
+        self._save_sample_grid(images, self.samples_dir / f"epoch_{self.epoch + 1:04d}.png")
+        self.emit(Samples(self.epoch, self.global_step, images, fixed=True))
+
+        self.epoch += 1
+        self.batch = 0
+        self.permutation = None
+        saved = self.save("epoch")
+        if saved is not None and self.epoch % self.config.checkpoint_every == 0:
+            self._keep_copy(saved, self.checkpoint_dir / f"epoch_{self.epoch:04d}.pt")
+
+    def _finish(self, reason: str) -> Finished:
+        path: Path | None = self.checkpoint_dir / "last.pt"
+        if reason == "stopped":  # a completed run saved last.pt at its final epoch end
+            path = self.save(self._stop_reason)
+        finished = Finished(reason=reason, epoch=self.epoch, global_step=self.global_step,
+                            checkpoint=str(path) if path else None, run_dir=str(self.run_dir))
+        self.emit(finished)
+        return finished
+
+    def _save_after_crash(self) -> None:
+        with contextlib.suppress(Exception):
+            self.save("crash")
+
+    # -------------------------------------------------- obeying commands
+
+    def _obey_pending(self) -> bool:
+        """Obey every queued command; False when training should stop."""
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                return True
+            if not self._obey(command):
+                return False
+
+    def _obey(self, command: Command) -> bool:
+        if isinstance(command, Stop):
+            self._stop_reason = command.reason
+            return False
+        if isinstance(command, Pause):
+            return self._wait_while_paused()
+        if isinstance(command, Save):
+            path = self.save(command.reason)
+            if path is not None and command.reason == "request":
+                self._keep_copy(path, self.checkpoint_dir / f"step_{self.global_step:07d}.pt")
+        elif isinstance(command, Sample):
+            self._emit_fresh_samples(command)
+        return True  # Resume while running: nothing to do
+
+    def _wait_while_paused(self) -> bool:
+        self.emit(Paused(self.global_step))
+        paused_at = time.monotonic()
+        try:
+            while True:
+                try:
+                    command = self.commands.get(timeout=_PAUSE_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(command, Resume):
+                    self.emit(Resumed(self.global_step))
+                    return True
+                if not isinstance(command, Pause) and not self._obey(command):
+                    return False
+        finally:
+            self._paused_s += time.monotonic() - paused_at
+            self._reset_window()
+
+    def _emit_fresh_samples(self, command: Sample) -> None:
+        count = command.count or self.config.sample_count
+        noise = torch.randn(count, self.config.latent_dim, generator=self._sample_rng)
+        self.emit(Samples(self.epoch, self.global_step, self.generate(noise), fixed=False))
+
+    # ------------------------------------------------------------ outputs
+
+    def emit(self, event: Event) -> None:
+        self.sink(event)
+
+    @torch.no_grad()
+    def generate(self, noise: Tensor) -> np.ndarray:
+        """Digits for `noise` in eval mode (BatchNorm running stats), as float32 N x 28 x 28."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            images = self.generator(noise.to(self.device))
+        finally:
+            self.generator.train(was_training)
+        return images.squeeze(1).float().cpu().numpy()
+
+    def _save_sample_grid(self, images: np.ndarray, path: Path) -> None:
+        from torchvision.utils import save_image
+
+        try:
+            tensor = torch.from_numpy(images).unsqueeze(1)
+            save_image(tensor * 0.5 + 0.5, path, nrow=4, padding=2)  # seed: 4 x 4 grid
+        except OSError as exc:
+            self.emit(Error(f"could not write {path}: {exc.strerror or exc}", fatal=False))
+
+    def save(self, reason: str) -> Path | None:
+        """Atomically write checkpoints/last.pt; report failure without stopping training."""
+        path = self.checkpoint_dir / "last.pt"
+        try:
+            ckpt.save_atomic(self.state_dict(), path)
+        except OSError as exc:
+            self.emit(Error(f"could not save {path}: {exc.strerror or exc}", fatal=False))
+            return None
+        self.emit(CheckpointSaved(str(path), self.epoch, self.global_step, reason))
+        return path
+
+    def _keep_copy(self, source: Path, target: Path) -> None:
+        """A hard link costs no space or time, and later replaces of last.pt leave it intact."""
+        try:
+            target.unlink(missing_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        except OSError as exc:
+            self.emit(Error(f"could not write {target}: {exc.strerror or exc}", fatal=False))
+            return
+        self.emit(CheckpointSaved(str(target), self.epoch, self.global_step, "kept"))
+
+    # --------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit, in weights_only-safe types."""
+        mid_epoch = self.permutation is not None and self.batch > 0
+        return {
+            "format": ckpt.FORMAT,
+            "config": self.config.to_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch if mid_epoch else 0,
+            "global_step": self.global_step,
+            "permutation": self.permutation.cpu() if mid_epoch else None,
+            "epoch_stats": self.stats.epoch_state() if mid_epoch else None,
+            "epoch_seconds": self._epoch_seconds if mid_epoch else 0.0,
+            "fixed_noise": self.fixed_noise,
+            "sample_rng": self._sample_rng.get_state(),
+            "rng": ckpt.capture_rng(),
+            "history": list(self.history),
+            "torch_version": str(torch.__version__),
+            "saved_at": datetime.now().isoformat(timespec="seconds"),
+        }
+
+    def _read_resume(self, resume: str | Path | None, force: bool) -> dict[str, Any] | None:
+        if resume is None:
+            return None
+        state = ckpt.load_checkpoint(resume)
+        saved = TrainConfig.from_dict(state["config"])
+        differences = self.config.differences(saved)
+        if differences and not force:
+            raise CheckpointError(f"{resume} was trained with a different setup "
+                                  f"({'; '.join(differences)}); pass --force to resume anyway")
+        if self.config.seed is None:
+            self.config.seed = saved.seed
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0][:160]
+            raise CheckpointError(f"{self._resumed_from}: weights do not fit this preset "
+                                  f"({first})") from None
+        self.epoch = int(state["epoch"])
+        self.batch = int(state.get("batch", 0))
+        self.global_step = int(state["global_step"])
+        self.fixed_noise = state["fixed_noise"]
+        self.history = list(state["history"])
+        if state.get("permutation") is not None:
+            self.permutation = state["permutation"].to(self.device)
+            self.stats.load_epoch_state(state["epoch_stats"])
+            self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        if state.get("sample_rng") is not None:
+            self._sample_rng.set_state(state["sample_rng"])
+        ckpt.restore_rng(state["rng"])
+
+    # ------------------------------------------------------------ run dir
+
+    def _make_run_dir(self) -> Path:
+        if self.config.run_dir:
+            return Path(self.config.run_dir)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(self.config.runs_root) / f"{stamp}-{self.config.preset}"
+        candidate, n = base, 2
+        while candidate.exists():  # two runs started in the same second
+            candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+        return candidate
+
+    def _prepare_run_dir(self) -> None:
+        try:
+            for folder in (self.run_dir, self.checkpoint_dir, self.samples_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.json")
+        except OSError as exc:
+            raise ConfigError(f"cannot use run directory {self.run_dir}: "
+                              f"{exc.strerror or exc}") from None
+        ckpt.remove_stale_temps(self.checkpoint_dir)
+
+    def _started_event(self) -> Started:
+        return Started(
+            run_dir=str(self.run_dir), run_name=self.run_dir.name, preset=self.config.preset,
+            device=str(self.device), dataset=self.dataset_name, num_images=len(self.data),
+            steps_per_epoch=self.steps_per_epoch, epochs=self.config.epochs,
+            start_epoch=self.epoch, global_step=self.global_step,
+            resumed_from=self._resumed_from, config=self.config.to_dict(),
+            history=tuple(self.history))

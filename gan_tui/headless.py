@@ -1,0 +1,181 @@
+"""The headless sink: the seed's epoch lines, a rich progress bar on a TTY, and the
+seed's "Training Losses" chart at the end, drawn with plotext."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from gan_tui.config import TrainConfig
+from gan_tui.engine import Trainer
+from gan_tui.events import (
+    CheckpointSaved,
+    EpochEnd,
+    Error,
+    Event,
+    Finished,
+    Paused,
+    Resumed,
+    Started,
+    StepStats,
+)
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+QUIET_SAVE_REASONS = ("epoch",)  # saved every epoch: not worth a line each time
+
+
+class HeadlessSink:
+    """Turns engine events into lines (and a live bar when the console is a terminal)."""
+
+    def __init__(self, console: Console, show_progress: bool | None = None) -> None:
+        self.console = console
+        self.show_progress = console.is_terminal if show_progress is None else show_progress
+        self.progress: Progress | None = None
+        self._epoch_task: Any = None
+        self._batch_task: Any = None
+        self.history: list[dict[str, float]] = []
+        self.console_lost = False
+
+    def __call__(self, event: Event) -> None:
+        if self.console_lost:
+            return
+        try:
+            self._handle(event)
+        except OSError:  # the terminal went away (SSH dropped): keep training, stop printing
+            self.console_lost = True
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, StepStats):
+            self._advance(event)
+        elif isinstance(event, EpochEnd):
+            self.history.append({"g_loss": event.g_loss, "d_loss": event.d_loss})
+            self._print(event.seed_line())
+        elif isinstance(event, Started):
+            self._start(event)
+        elif isinstance(event, CheckpointSaved) and event.reason not in QUIET_SAVE_REASONS:
+            self._print(f"checkpoint saved: {event.path}")
+        elif isinstance(event, Paused):
+            self._print(f"paused at step {event.global_step}")
+        elif isinstance(event, Resumed):
+            self._print(f"resumed at step {event.global_step}")
+        elif isinstance(event, Error):
+            self._print(f"[bold red]error:[/] {event.message}", markup=True)
+        elif isinstance(event, Finished):
+            self._close_progress()
+
+    def _start(self, event: Started) -> None:
+        self.history = [{"g_loss": r["g_loss"], "d_loss": r["d_loss"]} for r in event.history]
+        verb = f"Resuming {event.resumed_from} at" if event.resumed_from else "Training from"
+        self._print(f"{verb} epoch {event.start_epoch}/{event.epochs}: preset {event.preset}, "
+                    f"{event.num_images:,} images of {event.dataset}, {event.steps_per_epoch} "
+                    f"steps/epoch, on {event.device}; run dir {event.run_dir}")
+        if self.show_progress:
+            self._open_progress(event)
+
+    def _open_progress(self, event: Started) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True)
+        self._epoch_task = self.progress.add_task("epoch", total=event.epochs,
+                                                  completed=event.start_epoch, rate="")
+        self._batch_task = self.progress.add_task("batch", total=event.steps_per_epoch, rate="")
+        self.progress.start()
+
+    def _advance(self, event: StepStats) -> None:
+        if self.progress is None:
+            return
+        # The epoch bar counts partial epochs, so its ETA is live from the first second.
+        self.progress.update(self._epoch_task, completed=event.epoch +
+                             event.batch / event.steps_per_epoch)
+        self.progress.update(self._batch_task, completed=event.batch,
+                             rate=f"{event.img_per_s:,.0f} img/s")
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _print(self, text: str, markup: bool = False) -> None:
+        self.console.print(text, markup=markup, highlight=False, soft_wrap=True)
+
+
+def loss_chart(history: list[dict[str, float]], width: int = 80, height: int = 20,
+               color: bool = True) -> str:
+    """The seed's final plot: G_loss (red) and D_loss (blue) per epoch."""
+    import plotext as plt
+
+    epochs = list(range(1, len(history) + 1))
+    plt.clear_figure()
+    plt.plot(epochs, [h["g_loss"] for h in history], color="red", label="G_loss")
+    plt.plot(epochs, [h["d_loss"] for h in history], color="blue", label="D_loss")
+    plt.title("Training Losses")
+    plt.xlabel("epoch")
+    plt.ylabel("loss")
+    plt.plotsize(width, height)
+    chart = plt.build()
+    plt.clear_figure()
+    return chart if color else plt.uncolorize(chart)
+
+
+@contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[list[int]]:
+    """Ctrl-C, SIGTERM and SIGHUP ask the trainer to save and stop; a second one forces."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        trainer.request_stop("interrupt")
+
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_headless(config: TrainConfig, resume: str | Path | None = None, force: bool = False,
+                 console: Console | None = None) -> int:
+    """Train with line output; return the process exit code."""
+    console = console or Console()
+    sink = HeadlessSink(console)
+    trainer = Trainer(config, sink, resume=resume, force=force)
+    with stop_on_signals(trainer) as received:
+        finished = trainer.run()
+    if sink.console_lost:
+        return 128 + received[0] if received else 1
+    _print_ending(console, sink, finished)
+    if received:
+        return 128 + received[0]
+    return 0
+
+
+def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> None:
+    if sink.history:
+        width = min(max(console.width, 40), 100)
+        chart = loss_chart(sink.history, width=width, color=console.is_terminal)
+        console.out(chart, highlight=False)
+    if finished.reason == "completed":
+        console.print(f"Done: {finished.epoch} epochs, {finished.global_step} steps. "
+                      f"Run directory: {finished.run_dir}", highlight=False, soft_wrap=True)
+    elif finished.checkpoint:
+        console.print(f"Stopped at epoch {finished.epoch}, step {finished.global_step}; saved "
+                      f"{finished.checkpoint}\nResume with: gan-tui train --resume "
+                      f"{finished.checkpoint}", highlight=False, soft_wrap=True)

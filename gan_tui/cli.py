@@ -84,23 +84,27 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules register themselves here."""
-    registrars = []
-    try:
-        from gan_tui.sample import register as register_sample
+    import importlib
 
-        registrars.append(register_sample)
-    except ImportError:
-        pass
+    registrars = []
+    for module in ("gan_tui.sample", "gan_tui.evaluate"):
+        try:
+            registrars.append(importlib.import_module(module).register)
+        except ImportError:  # a command whose module is not part of this build
+            continue
     return registrars
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Merge flags over the defaults, or over the checkpoint's config when resuming."""
     from gan_tui import checkpoint as ckpt
+    from gan_tui.models import PRESETS
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
     if not args.resume:
-        return TrainConfig.from_dict(overrides).validate(), None
+        preset = PRESETS.get(overrides.get("preset", TrainConfig.preset))
+        defaults = preset.defaults if preset else {}  # a preset's tuned knobs, under the flags
+        return TrainConfig.from_dict({**defaults, **overrides}).validate(), None
     path = ckpt.resolve(args.resume, TrainConfig().runs_root)
     saved = ckpt.load_checkpoint(path)["config"]
     saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives

@@ -7,7 +7,8 @@ so a state dict saved by the seed's own script loads into these classes as is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -70,6 +71,8 @@ class Preset:
     make_generator: Callable[[int], nn.Module]
     make_discriminator: Callable[[], nn.Module]
     conditional: bool = False
+    # TrainConfig values this preset was tuned with; explicit CLI flags still win.
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {

@@ -105,7 +105,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
         preset = PRESETS.get(overrides.get("preset", TrainConfig.preset))
         defaults = preset.defaults if preset else {}  # a preset's tuned knobs, under the flags
         return TrainConfig.from_dict({**defaults, **overrides}).validate(), None
-    path = ckpt.resolve(args.resume, TrainConfig().runs_root)
+    path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
     saved = ckpt.load_checkpoint(path)["config"]
     saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
     return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)

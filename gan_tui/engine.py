@@ -444,10 +444,11 @@ class Trainer:
     # ------------------------------------------------------------ run dir
 
     def _make_run_dir(self) -> Path:
+        """Absolute, so the paths in messages (and the resume hint) work from anywhere."""
         if self.config.run_dir:
-            return Path(self.config.run_dir)
+            return Path(self.config.run_dir).absolute()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(self.config.runs_root) / f"{stamp}-{self.config.preset}"
+        base = Path(self.config.runs_root).absolute() / f"{stamp}-{self.config.preset}"
         candidate, n = base, 2
         while candidate.exists():  # two runs started in the same second
             candidate, n = base.with_name(f"{base.name}-{n}"), n + 1

@@ -142,6 +142,7 @@ class GanTuiApp(App[int]):
         self._trainer_lock = threading.Lock()
         self._worker_done = not autostart
         self._quitting = False
+        self._signal: int | None = None
         self._paused = False
         self._want_pause = False
         self._saving = False
@@ -219,6 +220,11 @@ class GanTuiApp(App[int]):
         self.poll_events()
         if self._quitting:
             self._exit_app()
+
+    @property
+    def trainer(self) -> TrainerLike | None:
+        """The running engine, once built (None while loading or if it failed to start)."""
+        return self._trainer
 
     def send(self, command: Command) -> bool:
         """Send a command to the engine; False when no training is running."""
@@ -410,10 +416,14 @@ class GanTuiApp(App[int]):
     async def action_quit(self) -> None:
         self.request_quit()
 
-    def request_quit(self, reason: str = "stop") -> None:
-        """Ask the engine to save last.pt and stop; the app exits when the worker ends."""
+    def request_quit(self, reason: str = "stop", signum: int | None = None) -> None:
+        """Ask the engine to save last.pt and stop; the app exits when the worker ends.
+
+        `signum`: the signal that asked, so the process exits with 128 + signum.
+        """
         if self._quitting:
             return
+        self._signal = signum
         with self._trainer_lock:
             self._quitting = True
             trainer = self._trainer
@@ -426,16 +436,28 @@ class GanTuiApp(App[int]):
         self.set_timer(self.QUIT_TIMEOUT_S, self._exit_app)
 
     def _exit_app(self) -> None:
-        self.exit(return_code=1 if self.fatal_error else 0)
+        self.exit(return_code=self.exit_code())
+
+    def exit_code(self) -> int:
+        """1 after a fatal error, 128 + signal after a signal, else 0 (shell conventions)."""
+        if self.fatal_error:
+            return 1
+        return 128 + self._signal if self._signal else 0
 
     # ------------------------------------------------------------ signals
 
     def _install_signal_handlers(self) -> None:
-        """SIGHUP (the SSH connection dropped) and SIGTERM save and quit, like q."""
+        """SIGHUP (the SSH connection dropped), SIGTERM and SIGINT save and quit, like q.
+
+        (In the terminal ctrl+c arrives as a key, not SIGINT: see BINDINGS.)
+        """
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGHUP, signal.SIGTERM):
+        for name in ("SIGHUP", "SIGTERM", "SIGINT"):
+            signum = getattr(signal, name, None)
+            if signum is None:  # Windows has no SIGHUP
+                continue
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self.request_quit, "interrupt")
+                loop.add_signal_handler(signum, self.request_quit, "interrupt", signum)
 
     def on_unmount(self) -> None:
         # Whatever ended the app (even a crash), the engine must stop, or the process
@@ -497,11 +519,11 @@ def _report(app: GanTuiApp) -> int:
     out = sys.stdout
     with contextlib.suppress(OSError):  # after SIGHUP there may be no terminal left
         if app.fatal_error:
-            print(f"gan-tui: {app.fatal_error}", file=sys.stderr)
+            print(f"gan-tui: error: {app.fatal_error}", file=sys.stderr)
         if app.finished is not None:
             print(f"Run folder: {_display_path(Path(app.finished.run_dir))}", file=out)
         hint = app.resume_hint()
         if hint:
             print(f"Resume with: {hint}", file=out)
         out.flush()
-    return 1 if app.fatal_error else (app.return_code or 0)
+    return app.exit_code() or (app.return_code or 0)  # Textual sets 1 if the app crashed

@@ -12,14 +12,14 @@ from textual.widgets import Static
 
 # The key table, as shown on the help screen and in the README.
 KEY_HELP: tuple[tuple[str, str], ...] = (
-    ("space / p", "Pause or resume training (between two steps; the step counter stops)"),
+    ("space / p", "Pause or resume (between two steps: the step counter stops)"),
     ("s", "Save a checkpoint now; a notice shows its path"),
     ("g", "Generate 16 fresh digits now (works while paused)"),
     ("r", "Cycle the digit renderer: blocks, braille, ascii"),
     ("v", "Switch the plot: G/D loss or D(x)/D(G(z)) with the 0.5 line"),
     ("l", "Toggle a logarithmic y axis on the plot"),
     ("?", "Show or hide this help"),
-    ("q / ctrl+c", "Save last.pt and quit; the resume command is printed afterwards"),
+    ("q / ctrl+c", "Save last.pt and quit; then print the command that resumes"),
 )
 
 ABOUT = (

@@ -275,7 +275,6 @@ class TooSmall(Static):
 
     def show_size(self, width: int, height: int) -> None:
         self.update(
-            f"gan-tui needs a terminal of at least 80 x 24 cells; this one is "
-            f"{width} x {height}.\n\nTraining goes on. Enlarge the window to see it, "
-            f"or press q to save and quit."
+            f"gan-tui needs at least 80 x 24 cells (this terminal: {width} x {height}).\n\n"
+            "Training goes on. Enlarge the window to see it, or press q to save and quit."
         )

@@ -121,8 +121,11 @@ def loss_chart(history: list[dict[str, float]], width: int = 80, height: int = 2
 
     epochs = list(range(1, len(history) + 1))
     plt.clear_figure()
-    plt.plot(epochs, [h["g_loss"] for h in history], color="red", label="G_loss")
-    plt.plot(epochs, [h["d_loss"] for h in history], color="blue", label="D_loss")
+    # Without colour the two lines need different markers to stay apart.
+    g_marker, d_marker = ("hd", "hd") if color else ("*", "o")
+    plt.plot(epochs, [h["g_loss"] for h in history], color="red", label="G_loss", marker=g_marker)
+    plt.plot(epochs, [h["d_loss"] for h in history], color="blue", label="D_loss",
+             marker=d_marker)
     plt.title("Training Losses")
     plt.xlabel("epoch")
     plt.ylabel("loss")
@@ -179,3 +182,7 @@ def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> N
         console.print(f"Stopped at epoch {finished.epoch}, step {finished.global_step}; saved "
                       f"{finished.checkpoint}\nResume with: gan-tui train --resume "
                       f"{finished.checkpoint}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"Stopped at epoch {finished.epoch}, step {finished.global_step}, but the "
+                      "checkpoint could not be written (see the error above).",
+                      highlight=False, soft_wrap=True)

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import DataError
+from gan_tui.events import Samples
 from gan_tui.tui.app import GanTuiApp
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import Phase
@@ -193,5 +195,22 @@ async def test_view_keys_and_help_without_training() -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+        await wait_exited(app)
+
+
+@run_async
+async def test_conditional_samples_show_their_labels() -> None:
+    app = GanTuiApp(TrainConfig(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        images = np.full((16, 28, 28), -1.0, dtype=np.float32)
+        app.feed(Samples(epoch=0, global_step=5, images=images, fixed=False,
+                         labels=tuple(i % 10 for i in range(16))))
+        app.poll_events()
+        await pilot.pause()
+        digits = app.query_one(DigitsPanel)
+        assert digits.labels == [str(i % 10) for i in range(16)]
+        grid = digits.render()
+        assert "".join(str(i) for i in range(4)) in grid.plain.replace(" ", "")
         await pilot.press("q")
         await wait_exited(app)

@@ -294,7 +294,11 @@ class GanTuiApp(App[int]):
             caption = f"epoch {event.epoch + 1} · fixed noise"
         else:
             caption = f"fresh · step {event.global_step:,}"
-        self.query_one(DigitsPanel).show(event.images, caption)
+        digits = self.query_one(DigitsPanel)
+        had_labels = digits.labels is not None
+        digits.show(event.images, caption, event.labels)
+        if had_labels != (digits.labels is not None):
+            digits.refresh(layout=True)  # a caption line per row changes the best width
 
     def _handle_checkpoint(self, event: CheckpointSaved) -> None:
         if event.reason != "kept":
@@ -361,9 +365,7 @@ class GanTuiApp(App[int]):
         return Phase.PAUSED if self._paused else Phase.TRAINING
 
     def _refresh_panels(self) -> None:
-        header = self.query_one(HeaderBar)
-        header.show_info(self.info)
-        header.show_phase(self.phase)
+        self.query_one(HeaderBar).show(self.info, self.phase)
         self.query_one(ProgressPanel).show(self.progress, self.phase)
 
     def _run_relative(self, path: str) -> str:
@@ -511,7 +513,9 @@ def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False)
     """
     factory = functools.partial(make_trainer, force=force)
     app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True)
-    app.run()
+    # No mouse: every control is a key, and the terminal keeps its own text selection
+    # (handy for copying paths over SSH and in tmux).
+    app.run(mouse=False)
     return _report(app)
 
 

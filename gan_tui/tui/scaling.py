@@ -18,18 +18,20 @@ MIN_PX = 8  # below this a digit is no longer a digit
 MAX_PX = 28  # never enlarge MNIST
 
 
-def best_size(mode: str, width: int, height: int, n: int = 16, cols: int = 4) -> int:
+def best_size(mode: str, width: int, height: int, n: int = 16, cols: int = 4,
+              captions: bool = False) -> int:
     """The largest digit size in pixels (MIN_PX..MAX_PX) whose grid fits width x height."""
     for px in range(MAX_PX, MIN_PX, -1):
-        w, h = grid_size(n, mode, cols, shape=(px, px))
+        w, h = grid_size(n, mode, cols, captions=captions, shape=(px, px))
         if w <= width and h <= height:
             return px
     return MIN_PX
 
 
-def grid_cells(mode: str, px: int, n: int = 16, cols: int = 4) -> tuple[int, int]:
+def grid_cells(mode: str, px: int, n: int = 16, cols: int = 4,
+               captions: bool = False) -> tuple[int, int]:
     """(width, height) in cells of the grid at `px` pixels per digit."""
-    return grid_size(n, mode, cols, shape=(px, px))
+    return grid_size(n, mode, cols, captions=captions, shape=(px, px))
 
 
 @lru_cache(maxsize=32)

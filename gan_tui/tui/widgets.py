@@ -34,12 +34,15 @@ class HeaderBar(Horizontal):
         yield Static("", id="run-info")
         yield Static(Phase.STARTING.value, id="badge", classes="-starting")
 
-    def show_info(self, info: RunInfo) -> None:
+    _shown: tuple[RunInfo, Phase] | None = None
+
+    def show(self, info: RunInfo, phase: Phase) -> None:
+        if self._shown == (info, phase):
+            return  # called ten times a second; updating a Static costs a layout pass
+        self._shown = (info, phase)
         images = f" · {info.num_images:,} images" if info.num_images else ""
         text = f"{info.run_name} · {info.preset} · {info.device} · {info.dataset}{images}"
         self.query_one("#run-info", Static).update(Text(text, overflow="ellipsis", no_wrap=True))
-
-    def show_phase(self, phase: Phase) -> None:
         badge = self.query_one("#badge", Static)
         badge.update(f" {phase.value} ")
         badge.set_classes(f"-{phase.value.lower()}")
@@ -197,14 +200,17 @@ class DigitsPanel(Widget):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.images: np.ndarray | None = None
+        self.labels: list[str] | None = None  # a class under each digit (conditional presets)
         self.caption = "waiting"
         self._grid_cache: tuple[tuple[object, ...], RenderableType] | None = None
 
     def on_mount(self) -> None:
         self._update_titles()
 
-    def show(self, images: np.ndarray, caption: str) -> None:
+    def show(self, images: np.ndarray, caption: str,
+             labels: tuple[int, ...] | None = None) -> None:
         self.images = to_unit(images)  # [0, 1] once, so shrinking keeps the range
+        self.labels = [str(label) for label in labels] if labels else None
         self.caption = caption
         self._update_titles()
         self.refresh()
@@ -223,8 +229,9 @@ class DigitsPanel(Widget):
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
         frame = self.styles.gutter.height
-        px = best_size(self.mode, container.width, container.height - frame)
-        return grid_cells(self.mode, px)[0]
+        captions = self.labels is not None
+        px = best_size(self.mode, container.width, container.height - frame, captions=captions)
+        return grid_cells(self.mode, px, captions=captions)[0]
 
     def render(self) -> RenderableType:
         width, height = self.content_size
@@ -233,8 +240,11 @@ class DigitsPanel(Widget):
                         "Press g for fresh ones now.", style="italic", justify="center")
         key = (id(self.images), self.mode, width, height)
         if self._grid_cache is None or self._grid_cache[0] != key:
-            px = best_size(self.mode, width, height, n=len(self.images))
-            grid = render_grid(resize(self.images, px), mode=self.mode, cols=4, max_width=width)
+            captions = self.labels
+            px = best_size(self.mode, width, height, n=len(self.images),
+                           captions=captions is not None)
+            grid = render_grid(resize(self.images, px), mode=self.mode, cols=4, max_width=width,
+                               captions=captions)
             self._grid_cache = (key, grid)
         return self._grid_cache[1]
 

@@ -247,9 +247,7 @@ class GanTuiApp(App[int]):
         if not events:
             return
         for event in events:
-            handler = self._HANDLERS.get(type(event))
-            if handler is not None:
-                handler(self, event)
+            self._HANDLERS.get(type(event), GanTuiApp._handle_other)(self, event)
         if self._save_notice:
             self.notify(self._save_notice, title="Checkpoint saved", timeout=6)
             self._save_notice = None
@@ -335,6 +333,12 @@ class GanTuiApp(App[int]):
         self.log_line(("Error: " if event.fatal else "Warning: ") + event.message, "bold red")
         self.notify(event.message, title="Error" if event.fatal else "Warning",
                     severity="error" if event.fatal else "warning", timeout=8)
+
+    def _handle_other(self, event: Event) -> None:
+        """Newer engine events: log their own summary line if they have one."""
+        line = getattr(event, "line", None)
+        if callable(line):
+            self.log_line(str(line()), "cyan")
 
     _HANDLERS: ClassVar[dict[type, Callable[[GanTuiApp, Event], None]]] = {
         Started: _handle_started,

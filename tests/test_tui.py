@@ -219,3 +219,30 @@ async def test_conditional_samples_show_their_labels() -> None:
         assert "".join(str(i) for i in range(4)) in grid.plain.replace(" ", "")
         await pilot.press("q")
         await wait_exited(app)
+
+
+def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
+    """If the UI dies, the worker's cancellation stops the engine: no endless process."""
+
+    class Boom(Exception):
+        pass
+
+    app = GanTuiApp(real_config(tmp_path))
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 2,
+                           "the first steps")
+
+            def explode() -> None:
+                raise Boom("a bug in the UI")
+
+            app.call_later(explode)
+            await wait_exited(app)
+
+    with pytest.raises(Boom):
+        asyncio.run(scenario())
+    # asyncio.run only returns once the worker thread has ended (its executor is joined);
+    # the engine stopped early and saved where it stopped.
+    state = load_weights_only(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["global_step"] == step_of(app) < 500 * 4

@@ -193,7 +193,7 @@ class GanTuiApp(App[int]):
         except GanTuiError as exc:
             self.buffer.put(Error(str(exc)))
             return
-        except Exception as exc:  # noqa: BLE001 - shown to the user, not swallowed
+        except Exception as exc:  # shown to the user, not swallowed
             self.buffer.put(Error(f"could not start training: {type(exc).__name__}: {exc}"))
             return
         with self._trainer_lock:
@@ -205,7 +205,7 @@ class GanTuiApp(App[int]):
                          name="gan-tui-watchdog", daemon=True).start()
         try:
             trainer.run()
-        except Exception as exc:  # noqa: BLE001 - the engine saved and reported it
+        except Exception as exc:  # the engine saved and reported it
             if not reported:
                 self.buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
         finally:
@@ -249,7 +249,7 @@ class GanTuiApp(App[int]):
         for event in events:
             self._HANDLERS.get(type(event), GanTuiApp._handle_other)(self, event)
         if self._save_notice:
-            self.notify(self._save_notice, title="Checkpoint saved", timeout=6)
+            self.notify(self._save_notice, title="Checkpoint saved", timeout=6, markup=False)
             self._save_notice = None
         self._refresh_panels()
 
@@ -332,7 +332,7 @@ class GanTuiApp(App[int]):
         self._saving = False
         self.log_line(("Error: " if event.fatal else "Warning: ") + event.message, "bold red")
         self.notify(event.message, title="Error" if event.fatal else "Warning",
-                    severity="error" if event.fatal else "warning", timeout=8)
+                    severity="error" if event.fatal else "warning", timeout=8, markup=False)
 
     def _handle_other(self, event: Event) -> None:
         """Newer engine events: log their own summary line if they have one."""
@@ -398,7 +398,7 @@ class GanTuiApp(App[int]):
             self._refresh_panels()
         else:
             self.notify("Training is not running; the last checkpoint is "
-                        f"{self.last_checkpoint or 'not written yet'}.", timeout=4)
+                        f"{self.last_checkpoint or 'not written yet'}.", timeout=4, markup=False)
 
     def action_sample(self) -> None:
         if not self.send(Sample(count=16)):

@@ -29,12 +29,12 @@ PlotMode = Literal["loss", "d"]
 class HeaderBar(Horizontal):
     """One line: what is training, where, and the state badge at the right."""
 
+    _shown: tuple[RunInfo, Phase] | None = None
+
     def compose(self) -> ComposeResult:
         yield Static("gan-tui", id="title")
         yield Static("", id="run-info")
         yield Static(Phase.STARTING.value, id="badge", classes="-starting")
-
-    _shown: tuple[RunInfo, Phase] | None = None
 
     def show(self, info: RunInfo, phase: Phase) -> None:
         if self._shown == (info, phase):
@@ -52,7 +52,7 @@ class ProgressPanel(Static):
     """Epoch and batch bars with counts, speed, elapsed time and ETAs."""
 
     def show(self, progress: Progress | None, phase: Phase) -> None:
-        self.update(self._table(progress) if progress else self._waiting(phase))
+        self.update(self._table(progress, phase) if progress else self._waiting(phase))
 
     @staticmethod
     def _waiting(phase: Phase) -> Text:
@@ -61,7 +61,7 @@ class ProgressPanel(Static):
         return Text("No training statistics yet.", style="italic")
 
     @staticmethod
-    def _table(p: Progress) -> Group:
+    def _table(p: Progress, phase: Phase) -> Group:
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column("label", no_wrap=True, style="bold")
         grid.add_column("count", justify="right", no_wrap=True)
@@ -71,8 +71,12 @@ class ProgressPanel(Static):
                      f"ETA {format_duration(p.eta_s())}")
         grid.add_row("Batch", f"{p.batch}/{p.steps_per_epoch}", _bar(p.batch, p.steps_per_epoch),
                      f"ETA {format_duration(p.epoch_eta_s())}")
+        # The last speed is stale once training halts; say why nothing moves instead.
+        rate = {Phase.PAUSED: ("paused", "yellow"), Phase.DONE: ("done", "green"),
+                Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red")}.get(
+            phase, (f"{p.img_per_s:,.0f} img/s", "bold"))
         speed = Text.assemble(
-            (f"{p.img_per_s:,.0f}", "bold"), " img/s · step ", (f"{p.global_step:,}", "bold"),
+            rate, " · step ", (f"{p.global_step:,}", "bold"),
             " · ", (format_duration(p.elapsed_s), "bold"), " elapsed",
             no_wrap=True, overflow="ellipsis",
         )
@@ -120,7 +124,7 @@ class LossPlot(PlotextPlot):
             self.border_title = "Loss per step · G and D (smoothed)"
         else:
             self.border_title = "D(x) and D(G(z)) · 0.5 = balance"
-        self.border_subtitle = "v switch · l log-y" + (" [on]" if self.log_y else "")
+        self.border_subtitle = f"v switch · l log-y {'on' if self.log_y else 'off'}"
 
     def redraw_if_stale(self) -> None:
         key = (self.history.version, self.size, self.mode, self.log_y)

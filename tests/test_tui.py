@@ -19,7 +19,7 @@ import torch
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import DataError
-from gan_tui.events import Samples
+from gan_tui.events import Samples, StepStats
 from gan_tui.tui.app import GanTuiApp
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import Phase
@@ -246,3 +246,37 @@ def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
     # the engine stopped early and saved where it stopped.
     state = load_weights_only(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["global_step"] == step_of(app) < 500 * 4
+
+
+@run_async
+async def test_resume_continues_the_run_with_its_history(tmp_path: Path) -> None:
+    first = GanTuiApp(real_config(tmp_path, epochs=2))
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: first.phase is Phase.DONE, "the first run to finish")
+        await pilot.press("q")
+        await wait_exited(first)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+
+    app = GanTuiApp(real_config(tmp_path, epochs=4), resume=str(last))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.phase is Phase.DONE, "the resumed run to finish")
+        assert f"Resumed from {last}" in log_text(app)
+        assert app.progress.start_step == 8 and app.progress.global_step == 16
+        assert app.history.steps[0] <= 8  # the first run's epochs are on the plot too
+        await pilot.press("q")
+        await wait_exited(app)
+
+
+@run_async
+async def test_non_finite_losses_show_diverged() -> None:
+    app = GanTuiApp(TrainConfig(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.feed(StepStats(epoch=0, epochs=1, batch=1, steps_per_epoch=10, global_step=1,
+                           g_loss=float("nan"), d_loss=0.5, d_real=0.5, d_fake=0.5,
+                           img_per_s=1.0, elapsed_s=1.0))
+        app.poll_events()
+        await pilot.pause()
+        assert app.phase is Phase.DIVERGED
+        assert "diverged" in log_text(app)
+        await pilot.press("q")
+        await wait_exited(app)

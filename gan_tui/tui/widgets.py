@@ -48,11 +48,19 @@ class HeaderBar(Horizontal):
         badge.set_classes(f"-{phase.value.lower()}")
 
 
-class ProgressPanel(Static):
+class ProgressPanel(Widget):
     """Epoch and batch bars with counts, speed, elapsed time and ETAs."""
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._content: RenderableType = self._waiting(Phase.STARTING)
+
     def show(self, progress: Progress | None, phase: Phase) -> None:
-        self.update(self._table(progress, phase) if progress else self._waiting(phase))
+        self._content = self._table(progress, phase) if progress else self._waiting(phase)
+        self.refresh()  # a repaint only: the panel's size never depends on its content
+
+    def render(self) -> RenderableType:
+        return self._content
 
     @staticmethod
     def _waiting(phase: Phase) -> Text:

@@ -385,24 +385,34 @@ class GanTuiApp(App[int]):
     # ------------------------------------------------------------ actions
 
     def action_toggle_pause(self) -> None:
-        if self.finished or self._trainer is None:
-            self.notify("Training is not running.", severity="warning", timeout=3)
+        if not self._engine_ready():
             return
         # Toggle what was asked, not what was last seen: two quick presses cancel out.
         self._want_pause = not self._want_pause
         self.send(Pause() if self._want_pause else Resume())
 
     def action_save(self) -> None:
-        if self.send(Save()):
+        if self._engine_ready():
             self._saving = True
+            self.send(Save())
             self._refresh_panels()
-        else:
-            self.notify("Training is not running; the last checkpoint is "
-                        f"{self.last_checkpoint or 'not written yet'}.", timeout=4, markup=False)
 
     def action_sample(self) -> None:
-        if not self.send(Sample(count=16)):
-            self.notify("Training is not running.", severity="warning", timeout=3)
+        if self._engine_ready():
+            self.send(Sample(count=16))
+
+    def _engine_ready(self) -> bool:
+        """True if commands reach a running engine; otherwise say why not."""
+        if self._trainer is not None and not self._worker_done:
+            return True
+        if not self._worker_done:
+            message = "Still loading the data and models; try again in a moment."
+        elif self.last_checkpoint:
+            message = f"Training has ended; the last checkpoint is {self.last_checkpoint}."
+        else:
+            message = "Training is not running."
+        self.notify(message, severity="warning", timeout=4, markup=False)
+        return False
 
     def action_cycle_renderer(self) -> None:
         self.query_one(DigitsPanel).cycle_mode()

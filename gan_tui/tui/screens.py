@@ -45,6 +45,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
         Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),  # q leaves help first, like less(1)
     ]
 
     def compose(self) -> ComposeResult:
@@ -52,4 +53,4 @@ class HelpScreen(ModalScreen[None]):
             yield Static(key_table(), id="help-keys")
             yield Static(Text(ABOUT, style="italic"), id="help-about")
         box.border_title = "Keys"
-        box.border_subtitle = "escape or ? to close"
+        box.border_subtitle = "escape, ? or q to close"

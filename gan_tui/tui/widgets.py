@@ -53,14 +53,17 @@ class ProgressPanel(Widget):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._content: RenderableType = self._waiting(Phase.STARTING)
+        self._progress: Progress | None = None
+        self._phase = Phase.STARTING
 
     def show(self, progress: Progress | None, phase: Phase) -> None:
-        self._content = self._table(progress, phase) if progress else self._waiting(phase)
+        self._progress, self._phase = progress, phase
         self.refresh()  # a repaint only: the panel's size never depends on its content
 
     def render(self) -> RenderableType:
-        return self._content
+        if self._progress is None:
+            return self._waiting(self._phase)
+        return self._table(self._progress, self._phase, self.content_size.width)
 
     @staticmethod
     def _waiting(phase: Phase) -> Text:
@@ -69,7 +72,7 @@ class ProgressPanel(Widget):
         return Text("No training statistics yet.", style="italic")
 
     @staticmethod
-    def _table(p: Progress, phase: Phase) -> Group:
+    def _table(p: Progress, phase: Phase, width: int) -> Group:
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column("label", no_wrap=True, style="bold")
         grid.add_column("count", justify="right", no_wrap=True)
@@ -79,16 +82,20 @@ class ProgressPanel(Widget):
                      f"ETA {format_duration(p.eta_s())}")
         grid.add_row("Batch", f"{p.batch}/{p.steps_per_epoch}", _bar(p.batch, p.steps_per_epoch),
                      f"ETA {format_duration(p.epoch_eta_s())}")
-        # The last speed is stale once training halts; say why nothing moves instead.
-        rate = {Phase.PAUSED: ("paused", "yellow"), Phase.DONE: ("done", "green"),
-                Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red")}.get(
-            phase, (f"{p.img_per_s:,.0f} img/s", "bold"))
-        speed = Text.assemble(
-            rate, " · step ", (f"{p.global_step:,}", "bold"),
-            " · ", (format_duration(p.elapsed_s), "bold"), " elapsed",
-            no_wrap=True, overflow="ellipsis",
-        )
-        return Group(grid, speed)
+        return Group(grid, _speed_line(p, phase, width))
+
+
+def _speed_line(p: Progress, phase: Phase, width: int) -> Text:
+    # The last speed is stale once training halts; say why nothing moves instead.
+    rate = {Phase.PAUSED: ("paused", "yellow"), Phase.DONE: ("done", "green"),
+            Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red")}.get(
+        phase, (f"{p.img_per_s:,.0f} img/s", "bold"))
+    line = Text.assemble(rate, " · step ", (f"{p.global_step:,}", "bold"), " · ",
+                         (format_duration(p.elapsed_s), "bold"), no_wrap=True,
+                         overflow="ellipsis")
+    if line.cell_len + len(" elapsed") <= width:  # the label only where it fits
+        line.append(" elapsed")
+    return line
 
 
 def _bar(completed: float, total: float) -> ProgressBar:

@@ -8,10 +8,12 @@ file someone handed you never runs code from it.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import random
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from gan_tui.config import TrainConfig
-from gan_tui.errors import CheckpointError
+from gan_tui.errors import CheckpointError, ConfigError
 
 FORMAT = "gan-tui/1"
 REQUIRED_KEYS = ("format", "config", "generator", "discriminator", "opt_g", "opt_d",
@@ -39,12 +41,16 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
     never a half-written checkpoint under the real name.
     """
     path = Path(path)
+    # Serialise in memory first: torch.save reports a failed write (a full disk) as a bare
+    # RuntimeError, while a plain write raises OSError with the real reason (ENOSPC).
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; use normal file modes
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; use normal modes
+            fh.write(buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -100,19 +106,35 @@ def _fsync_dir(folder: Path) -> None:
 def load_file(path: str | Path) -> Any:
     """torch.load with weights_only=True; every failure becomes one CheckpointError line."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 179": not for users
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = "it holds code or objects that are not plain weights, refused unloaded"
-        if "invalid load key" in str(exc) or "load key" in str(exc):
-            reason = "it is not a PyTorch file"
-        raise CheckpointError(f"{path}: not a gan-tui checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a gan-tui checkpoint ({_refusal(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt file ({_first_line(exc)})") from None
+    except Exception as exc:  # any other failure to parse untrusted bytes: still one line
+        raise CheckpointError(f"{path}: truncated or corrupt file "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+# What torch's weights-only unpickler says when a file asks for code or custom objects.
+_CODE_MARKERS = ("GLOBAL", "Unsupported global", "reduce", "allowlist", "Can only")
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    text = str(exc)
+    if any(marker in text for marker in _CODE_MARKERS):
+        return ("it asks to run code or build objects that are not plain weights; "
+                "refused, nothing in it was run")
+    return "it is not a PyTorch file"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -123,7 +145,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    wrong = [k for k, kind in _KEY_TYPES.items()
+             if not isinstance(state[k], kind) or isinstance(state[k], bool)]
+    if wrong:
+        raise CheckpointError(f"{path}: damaged checkpoint ({', '.join(wrong)} of the wrong "
+                              "type)")
     return state
+
+
+# The type each required entry must have before anything reads it.
+_KEY_TYPES: dict[str, type] = {
+    "config": dict, "generator": dict, "discriminator": dict, "opt_g": dict, "opt_d": dict,
+    "epoch": int, "global_step": int, "fixed_noise": torch.Tensor, "rng": dict,
+    "history": list,
+}
+
+
+def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:
+    """The checkpoint's saved settings, validated; damage is a CheckpointError naming it."""
+    try:
+        return TrainConfig.from_dict(state["config"]).validate()
+    except (ConfigError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its saved settings are not valid ({exc})") from None
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu"
@@ -133,7 +176,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
 
     state = load_file(path)
     if isinstance(state, dict) and state.get("format") == FORMAT:
-        config = TrainConfig.from_dict(state["config"])
+        config = config_of(state, path)
         weights = state["generator"]
     elif _looks_like_state_dict(state):
         weights = state

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from gan_tui import __version__
 from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig
-from gan_tui.errors import GanTuiError
+from gan_tui.errors import GanTuiError, one_line
 
 PROG = "gan-tui"
 EXIT_USAGE = 2
@@ -28,7 +28,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line (the usage is one --help away)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
         defaults = preset.defaults if preset else {}  # a preset's tuned knobs, under the flags
         return TrainConfig.from_dict({**defaults, **overrides}).validate(), None
     path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
-    saved = ckpt.load_checkpoint(path)["config"]
+    saved = ckpt.config_of(ckpt.load_checkpoint(path), path).to_dict()
     saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
     return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)
 
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except GanTuiError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

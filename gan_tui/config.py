@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from gan_tui.errors import ConfigError
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# What the engine does when a loss stops being a number (see TrainConfig.on_divergence).
+DIVERGENCE_ACTIONS = ("stop", "pause")
+MAX_LATENT_DIM = 4096
+MAX_SEED = 2**63 - 3  # the engine seeds torch generators with seed + 1 and seed + 2
 
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.
@@ -43,12 +48,16 @@ class TrainConfig:
     runs_root: str = "runs"
     log_every: int = 100
     checkpoint_every: int = 10
+    # A NaN/inf loss: "stop" (headless: exit, nothing saved over the last good checkpoint)
+    # or "pause" (the TUI: wait for the user). The sink sets it; it is not a run setting.
+    on_divergence: str = "stop"
     sample_count: int = 16
     stats_interval_ms: int = 100
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad setting; return self if all is well."""
+        _check_types(self)  # a config read from a file may hold anything
         from gan_tui.models import PRESETS  # late import: models imports torch
 
         choices = ", ".join
@@ -57,9 +66,14 @@ class TrainConfig:
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs two "
                  f"images), got {self.batch_size}")
-        _require(self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}")
-        _require(self.lr_g > 0, f"--lr-g must be greater than 0, got {self.lr_g}")
-        _require(self.lr_d > 0, f"--lr-d must be greater than 0, got {self.lr_d}")
+        _require(1 <= self.latent_dim <= MAX_LATENT_DIM,
+                 f"--latent-dim must lie in 1..{MAX_LATENT_DIM}, got {self.latent_dim}")
+        _require(0 < self.lr_g < math.inf,
+                 f"--lr-g must be greater than 0 and finite, got {self.lr_g}")
+        _require(0 < self.lr_d < math.inf,
+                 f"--lr-d must be greater than 0 and finite, got {self.lr_d}")
+        _require(self.seed is None or 0 <= self.seed <= MAX_SEED,
+                 f"--seed must lie in 0..{MAX_SEED}, got {self.seed}")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must lie in [0, 1)")
         _require(self.dataset in DATASETS,
                  f"unknown dataset {self.dataset!r} (choose from {choices(DATASETS)})")
@@ -75,6 +89,9 @@ class TrainConfig:
         _require(1 <= self.sample_count <= 256,
                  f"sample count must lie in 1..256, got {self.sample_count}")
         _require(self.stats_interval_ms >= 0, "stats interval must not be negative")
+        _require(self.on_divergence in DIVERGENCE_ACTIONS,
+                 f"on_divergence must be one of {choices(DIVERGENCE_ACTIONS)}, "
+                 f"got {self.on_divergence!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,3 +122,21 @@ class TrainConfig:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+# Annotations TrainConfig's fields use -> the types a value may have (bool is no int here).
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,),
+                                       "bool": (bool,), "None": (type(None),)}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Each simple field (int, float, str, bool, optional) holds a value of its type."""
+    for f in dataclasses.fields(config):
+        names = [name.strip() for name in str(f.type).split("|")]
+        if not all(name in _TYPES for name in names):
+            continue  # e.g. dict[str, Any]
+        value = getattr(config, f.name)
+        allowed = tuple(t for name in names for t in _TYPES[name])
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"setting {f.name} must be {' or '.join(names)}, "
+                              f"got {repr(value)[:60]}")

@@ -8,7 +8,9 @@ index slices of it, so there is no per-image work during training.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +53,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         raw = _read_bytes(path)
+    except (gzip.BadGzipFile, EOFError, ValueError, zlib.error) as exc:  # before OSError:
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from None  # a subclass
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (gzip.BadGzipFile, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
     return parse_idx(raw, name=str(path))
 
 
@@ -80,7 +82,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(raw) < header_len:
         raise DataError(f"{name}: truncated IDX header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python ints: a forged header cannot wrap around
     payload = len(raw) - header_len
     if payload != expected:
         shape = " x ".join(map(str, dims))

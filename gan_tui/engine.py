@@ -9,6 +9,8 @@ later multi-process version has one spot to gate on rank 0.
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
 import queue
 import random
@@ -29,6 +31,7 @@ from gan_tui.errors import CheckpointError, ConfigError
 from gan_tui.events import (
     CheckpointSaved,
     Command,
+    Diverged,
     EpochEnd,
     Error,
     Event,
@@ -96,6 +99,33 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+class FiniteBCELoss(nn.BCELoss):
+    """The seed's BCELoss, safe when D's output stops being a number.
+
+    BCELoss refuses inputs outside [0, 1], and NaN is outside: a RuntimeError on the CPU,
+    a device-side assert that kills the whole CUDA context on a GPU. Here non-finite
+    inputs are replaced before the loss and the loss itself becomes NaN, so the step
+    completes and the engine reports the divergence from its statistics. For inputs in
+    [0, 1] the value and the gradients are exactly BCELoss's.
+    """
+
+    def forward(self, scores: Tensor, target: Tensor) -> Tensor:
+        safe = torch.nan_to_num(scores, nan=0.5, posinf=1.0, neginf=0.0)
+        # + 0 * sum: exactly +0.0 while all is finite, NaN otherwise; no host sync.
+        return super().forward(safe, target) + scores.detach().sum() * 0
+
+
+def _nonfinite(values: dict[str, float]) -> str:
+    """'g_loss nan, d_real inf' for the values that are not numbers; '' when all are."""
+    return ", ".join(f"{name} {value}" for name, value in values.items()
+                     if not math.isfinite(value))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:160]
+
+
 class Trainer:
     """Train one run of a preset; see the module docstring."""
 
@@ -118,7 +148,7 @@ class Trainer:
 
         self.generator, self.discriminator = (m.to(self.device) for m in
                                               build_models(config.preset, config.latent_dim))
-        self.criterion = nn.BCELoss()
+        self.criterion = FiniteBCELoss()
         betas = (config.beta1, config.beta2)
         self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
         self.opt_d = make_adam(self.discriminator.parameters(), config.lr_d, betas)
@@ -136,6 +166,9 @@ class Trainer:
         self.stats = RunningStats(self.device)
         self._epoch_seconds = 0.0
         self._resumed_from = str(resume) if resume else None
+        self._last_good: tuple[Path, int] | None = None  # newest good checkpoint, its step
+        self._diverged: Diverged | None = None
+        self._log_failing = False
         if state is not None:
             self._load_state(state)
 
@@ -143,7 +176,6 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.samples_dir = self.run_dir / "samples"
         self._prepare_run_dir()
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
 
     # ------------------------------------------------------------ commands
 
@@ -164,9 +196,8 @@ class Trainer:
         self.emit(self._started_event())
         try:
             while self.epoch < self.config.epochs:
-                if not self._train_epoch():
+                if not self._train_epoch() or not self._end_epoch():
                     return self._finish("stopped")
-                self._end_epoch()
             return self._finish("completed")
         except Exception as exc:
             self._save_after_crash()
@@ -217,19 +248,31 @@ class Trainer:
             self.batch += 1
             self.global_step += 1
             self._epoch_seconds += time.monotonic() - step_began
-            self._after_step()
+            if not self._after_step():
+                return False
         return True
 
-    def _after_step(self) -> None:
+    def _after_step(self) -> bool:
+        """Emit due stats and log lines; False when training should stop (it diverged).
+
+        NaN/inf is looked for where the statistics are read anyway: no extra host sync.
+        """
         last_of_epoch = self.batch == self.steps_per_epoch
         now = time.monotonic()
+        bad = ""
         if last_of_epoch or (now - self._window_began) * 1000 >= self.config.stats_interval_ms:
-            self.emit(self._step_stats(now))
+            stats = self._step_stats(now)
+            self.emit(stats)
             self._reset_window()
+            bad = _nonfinite({"g_loss": stats.g_loss, "d_loss": stats.d_loss,
+                              "d_real": stats.d_real, "d_fake": stats.d_fake})
         if self.global_step % self.config.log_every == 0:
-            self.metrics.write({"event": "step", "epoch": self.epoch + 1, "step": self.global_step,
-                                **self.stats.means(LOG)})
+            means = self.stats.means(LOG)
+            self._log({"event": "step", "epoch": self.epoch + 1, "step": self.global_step,
+                       **means})
             self.stats.reset(LOG)
+            bad = bad or _nonfinite(means)
+        return self._diverge(bad) if bad else True
 
     def _step_stats(self, now: float) -> StepStats:
         means = self.stats.means(WINDOW)  # the only host-device sync, once per window
@@ -246,14 +289,22 @@ class Trainer:
     def _elapsed(self) -> float:
         return time.monotonic() - self._started_at - self._paused_s
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self) -> bool:
+        """Record the epoch, show and save it; False when training should stop (diverged).
+
+        Losses can stay finite while the weights overflow (BCE clamps its logs), so the
+        weights are checked here too, once an epoch.
+        """
         means = self.stats.means(EPOCH)
+        bad = _nonfinite(means) or self._weights_problem()
+        if bad and not self._diverge(bad):
+            return False
         seconds = self._epoch_seconds
         img_per_s = self.stats.images[EPOCH] / max(seconds, 1e-9)
         record = {"event": "epoch", "epoch": self.epoch + 1, "step": self.global_step, **means,
                   "img_per_s": img_per_s, "seconds": seconds}
         self.history.append(record)
-        self.metrics.write(record)
+        self._log(record)
         self.emit(EpochEnd(epoch=self.epoch, epochs=self.config.epochs,
                            global_step=self.global_step, img_per_s=img_per_s, seconds=seconds,
                            **means))
@@ -267,19 +318,73 @@ class Trainer:
         saved = self.save("epoch")
         if saved is not None and self.epoch % self.config.checkpoint_every == 0:
             self._keep_copy(saved, self.checkpoint_dir / f"epoch_{self.epoch:04d}.pt")
+        return True
 
     def _finish(self, reason: str) -> Finished:
-        path: Path | None = self.checkpoint_dir / "last.pt"
-        if reason == "stopped":  # a completed run saved last.pt at its final epoch end
-            path = self.save(self._stop_reason)
+        if self._diverged is None and (problem := self._weights_problem()):
+            self._report_divergence(problem)
+        if self._diverged is not None:  # nothing is saved over the last good checkpoint
+            reason = "diverged"
+        elif reason == "stopped":
+            self.save(self._stop_reason)
+        elif self._last_good is None or self._last_good[1] != self.global_step:
+            self.save("final")  # the final epoch's save failed: one more try
+        last = self._last_good
         finished = Finished(reason=reason, epoch=self.epoch, global_step=self.global_step,
-                            checkpoint=str(path) if path else None, run_dir=str(self.run_dir))
+                            checkpoint=str(last[0]) if last else None, run_dir=str(self.run_dir),
+                            checkpoint_step=last[1] if last else None)
         self.emit(finished)
         return finished
 
     def _save_after_crash(self) -> None:
         with contextlib.suppress(Exception):
             self.save("crash")
+
+    # ------------------------------------------------------------ divergence
+
+    def _diverge(self, what: str) -> bool:
+        """Report the divergence and save nothing, then stop or pause as
+        config.on_divergence says. True when the user resumed training."""
+        self._report_divergence(what)
+        if self.config.on_divergence == "pause":
+            return self._wait_while_paused()
+        return False
+
+    def _report_divergence(self, what: str) -> None:
+        last = self._last_good
+        kept = (f"nothing was saved over the last good checkpoint {last[0]} (step {last[1]})"
+                if last else "no checkpoint of this run had been saved yet")
+        self._diverged = Diverged(
+            epoch=self.epoch, global_step=self.global_step,
+            message=f"training diverged at step {self.global_step}, in epoch "
+                    f"[{self.epoch}/{self.config.epochs}] ({what}); {kept}",
+            checkpoint=str(last[0]) if last else None)
+        self.emit(self._diverged)
+
+    def _may_resume(self) -> bool:
+        """After a divergence, training resumes only while the weights are numbers."""
+        problem = self._weights_problem()
+        if problem:
+            self.emit(Error(f"cannot resume: {problem}; quit and go on from the last good "
+                            f"checkpoint with lower learning rates ({self._kept()})",
+                            fatal=False))
+            return False
+        self._diverged = None
+        return True
+
+    def _weights_problem(self) -> str:
+        """'the generator weights are not finite' (NaN or inf), or '' (a host sync each)."""
+        names = []
+        for name, model in (("generator", self.generator), ("discriminator", self.discriminator)):
+            tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+            if tensors and not torch.stack([t.isfinite().all() for t in tensors]).all():
+                names.append(name)
+        return f"the {' and '.join(names)} weights are not finite" if names else ""
+
+    def _kept(self) -> str:
+        last = self._last_good
+        return (f"the last good checkpoint is {last[0]} (step {last[1]})" if last
+                else "no checkpoint of this run is saved yet")
 
     # -------------------------------------------------- obeying commands
 
@@ -317,6 +422,8 @@ class Trainer:
                 except queue.Empty:
                     continue
                 if isinstance(command, Resume):
+                    if self._diverged is not None and not self._may_resume():
+                        continue
                     self.emit(Resumed(self.global_step))
                     return True
                 if not isinstance(command, Pause) and not self._obey(command):
@@ -358,13 +465,30 @@ class Trainer:
     def save(self, reason: str) -> Path | None:
         """Atomically write checkpoints/last.pt; report failure without stopping training."""
         path = self.checkpoint_dir / "last.pt"
+        problem = self._weights_problem()
+        if self._diverged is not None or problem:
+            self.emit(Error(f"not saving {path}: {problem or 'training diverged'}; "
+                            f"{self._kept()}", fatal=False))
+            return None
         try:
             ckpt.save_atomic(self.state_dict(), path)
         except OSError as exc:
-            self.emit(Error(f"could not save {path}: {exc.strerror or exc}", fatal=False))
+            hint = ("; free some space, the next save tries again"
+                    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "")
+            self.emit(Error(f"could not save {path}: {exc.strerror or exc}; {self._kept()}"
+                            f"{hint}", fatal=False))
             return None
+        self._last_good = (path, self.global_step)
         self.emit(CheckpointSaved(str(path), self.epoch, self.global_step, reason))
         return path
+
+    def _log(self, record: dict[str, Any]) -> None:
+        """A metrics.jsonl line; a failed write is reported once, training goes on."""
+        error = self.metrics.write(record)
+        if error is not None and not self._log_failing:
+            self.emit(Error(f"could not write {self.metrics.path}: "
+                            f"{error.strerror or error}; training goes on", fatal=False))
+        self._log_failing = error is not None
 
     def _keep_copy(self, source: Path, target: Path) -> None:
         """A hard link costs no space or time, and later replaces of last.pt leave it intact."""
@@ -409,7 +533,7 @@ class Trainer:
         if resume is None:
             return None
         state = ckpt.load_checkpoint(resume)
-        saved = TrainConfig.from_dict(state["config"])
+        saved = ckpt.config_of(state, resume)
         differences = self.config.differences(saved)
         if differences and not force:
             raise CheckpointError(f"{resume} was trained with a different setup "
@@ -424,17 +548,35 @@ class Trainer:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0][:160]
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{self._resumed_from}: weights do not fit this preset "
-                                  f"({first})") from None
+                                  f"({_first_line(exc)})") from None
+        try:
+            self._load_progress(state)
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"{self._resumed_from}: damaged checkpoint "
+                                  f"({_first_line(exc)})") from None
+        self._last_good = (Path(str(self._resumed_from)).absolute(), self.global_step)
+        # Adam keeps lr and betas in the state just loaded; the config decides them, so
+        # `--resume X --lr-g 5e-5` really trains on with the lower rate.
+        betas = (self.config.beta1, self.config.beta2)
+        for optimizer, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, betas
+
+    def _load_progress(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.batch = int(state.get("batch", 0))
         self.global_step = int(state["global_step"])
         self.fixed_noise = state["fixed_noise"]
+        if self.fixed_noise.ndim != 2 or self.fixed_noise.shape[1] != self.config.latent_dim:
+            raise ValueError(f"fixed noise of shape {tuple(self.fixed_noise.shape)}")
         self.history = list(state["history"])
-        if state.get("permutation") is not None:
-            self.permutation = state["permutation"].to(self.device)
+        permutation = state.get("permutation")
+        if permutation is not None and len(permutation) != len(self.data):
+            self.batch = 0  # the data changed (--force): the epoch starts over on the new data
+        elif permutation is not None:
+            self.permutation = permutation.to(self.device)
             self.stats.load_epoch_state(state["epoch_stats"])
             self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
         if state.get("sample_rng") is not None:
@@ -459,6 +601,7 @@ class Trainer:
             for folder in (self.run_dir, self.checkpoint_dir, self.samples_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.json")
+            self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         except OSError as exc:
             raise ConfigError(f"cannot use run directory {self.run_dir}: "
                               f"{exc.strerror or exc}") from None

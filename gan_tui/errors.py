@@ -7,6 +7,12 @@ class GanTuiError(Exception):
     """Base class: the message is a complete, user-facing sentence."""
 
 
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters escaped (they may come from a
+    file name or an argument), so it prints as one line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 class ConfigError(GanTuiError):
     """A setting is out of range or contradicts another."""
 

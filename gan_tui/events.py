@@ -103,11 +103,14 @@ class Resumed:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "completed" or "stopped"
+    reason: str  # "completed", "stopped" or "diverged"
     epoch: int  # epochs completed
     global_step: int
-    checkpoint: str | None
+    checkpoint: str | None  # the run's newest good checkpoint; None: nothing saved
     run_dir: str
+    # The step that checkpoint holds: below global_step when the last save failed (disk
+    # full) or the run diverged, so the newest steps are not in it.
+    checkpoint_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,24 @@ class Error:
     fatal: bool = True
 
 
+@dataclass(frozen=True)
+class Diverged:
+    """A loss or D's output is no longer a number (NaN or inf).
+
+    Nothing is saved over the last good checkpoint. With config.on_divergence "stop"
+    a Finished(reason="diverged") follows; with "pause" a Paused follows, Resume is
+    refused (an Error, fatal=False) while the weights are not finite, and Stop ends
+    the run with Finished(reason="diverged") without saving.
+    """
+
+    epoch: int  # 0-based
+    global_step: int
+    message: str  # one line for the user, naming the last good checkpoint
+    checkpoint: str | None = None  # that checkpoint; None: the run has none yet
+
+
 Event = (Started | StepStats | EpochEnd | Samples | CheckpointSaved | Paused | Resumed | Finished
-         | Error)
+         | Error | Diverged)
 Sink = Callable[[Event], None]
 
 # ---------------------------------------------------------------- commands

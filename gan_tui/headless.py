@@ -3,6 +3,7 @@ seed's "Training Losses" chart at the end, drawn with plotext."""
 
 from __future__ import annotations
 
+import shlex
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,8 +23,10 @@ from rich.progress import (
 
 from gan_tui.config import TrainConfig
 from gan_tui.engine import Trainer
+from gan_tui.errors import one_line
 from gan_tui.events import (
     CheckpointSaved,
+    Diverged,
     EpochEnd,
     Error,
     Event,
@@ -36,6 +40,7 @@ from gan_tui.events import (
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 QUIET_SAVE_REASONS = ("epoch",)  # saved every epoch: not worth a line each time
+EXIT_DIVERGED = 3  # the losses became NaN/inf; 1: an error, 2: bad usage, 128+N: signal N
 
 
 class HeadlessSink:
@@ -72,8 +77,8 @@ class HeadlessSink:
             self._print(f"paused at step {event.global_step}")
         elif isinstance(event, Resumed):
             self._print(f"resumed at step {event.global_step}")
-        elif isinstance(event, Error):
-            self._print(f"[bold red]error:[/] {event.message}", markup=True)
+        elif isinstance(event, (Error, Diverged)):  # messages hold paths: no markup in them
+            self._print(f"[bold red]error:[/] {escape(one_line(event.message))}", markup=True)
         elif isinstance(event, Finished):
             self._close_progress()
 
@@ -137,7 +142,11 @@ def loss_chart(history: list[dict[str, float]], width: int = 80, height: int = 2
 
 @contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[list[int]]:
-    """Ctrl-C, SIGTERM and SIGHUP ask the trainer to save and stop; a second one forces."""
+    """Ctrl-C, SIGTERM and SIGHUP ask the trainer to save and stop; a second one forces.
+
+    A signal this process was started ignoring stays ignored: under `nohup` a dropped
+    SSH link (SIGHUP) does not stop the run.
+    """
     received: list[int] = []
 
     def handle(signum: int, _frame: Any) -> None:
@@ -146,7 +155,8 @@ def stop_on_signals(trainer: Trainer) -> Iterator[list[int]]:
             raise KeyboardInterrupt
         trainer.request_stop("interrupt")
 
-    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield received
     finally:
@@ -159,15 +169,51 @@ def run_headless(config: TrainConfig, resume: str | Path | None = None, force: b
     """Train with line output; return the process exit code."""
     console = console or Console()
     sink = HeadlessSink(console)
+    config.on_divergence = "stop"  # nobody is there to resume a paused run
     trainer = Trainer(config, sink, resume=resume, force=force)
     with stop_on_signals(trainer) as received:
         finished = trainer.run()
     if sink.console_lost:
         return 128 + received[0] if received else 1
     _print_ending(console, sink, finished)
-    if received:
-        return 128 + received[0]
-    return 0
+    for line in ending_lines(finished, config):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return exit_code(finished, received)
+
+
+def exit_code(finished: Finished, signals: list[int]) -> int:
+    """128 + the signal that stopped the run; EXIT_DIVERGED; 1 when the last state could
+    not be saved (the newest checkpoint is older); else 0."""
+    if signals:
+        return 128 + signals[0]
+    if finished.reason == "diverged":
+        return EXIT_DIVERGED
+    return 0 if finished.checkpoint_step == finished.global_step else 1
+
+
+def ending_lines(finished: Finished, config: TrainConfig) -> list[str]:
+    """How the run ended and how to go on from it (plain text: paths may hold brackets)."""
+    where, step = finished.checkpoint, finished.checkpoint_step
+    at = f"epoch {finished.epoch}, step {finished.global_step}"
+    resume = f"gan-tui train --resume {shlex.quote(where)}" if where else ""
+    if finished.reason == "diverged":  # the Diverged line above said what happened
+        lower = f"--lr-g {config.lr_g / 2:g} --lr-d {config.lr_d / 2:g}"
+        if where is None:
+            return [f"Diverged at {at} with nothing saved; start again with lower learning "
+                    f"rates, e.g. {lower}"]
+        return [f"Diverged at {at}; {where} still holds step {step}.",
+                f"Resume with lower learning rates: {resume} {lower}"]
+    if step == finished.global_step:
+        if finished.reason == "completed":
+            return [f"Done: {finished.epoch} epochs, {finished.global_step} steps. "
+                    f"Run directory: {finished.run_dir}"]
+        return [f"Stopped at {at}; saved {where}", f"Resume with: {resume}"]
+    ended = "Done" if finished.reason == "completed" else "Stopped"
+    if where is None:
+        return [f"{ended} at {at}, but it could not be saved (see the error above) and no "
+                "checkpoint of this run exists."]
+    return [f"{ended} at {at}, but it could not be saved (see the error above); the newest "
+            f"checkpoint is {where} (step {step}).", f"Resume with: {resume}"]
 
 
 def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> None:
@@ -175,14 +221,3 @@ def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> N
         width = min(max(console.width, 40), 100)
         chart = loss_chart(sink.history, width=width, color=console.is_terminal)
         console.out(chart, highlight=False)
-    if finished.reason == "completed":
-        console.print(f"Done: {finished.epoch} epochs, {finished.global_step} steps. "
-                      f"Run directory: {finished.run_dir}", highlight=False, soft_wrap=True)
-    elif finished.checkpoint:
-        console.print(f"Stopped at epoch {finished.epoch}, step {finished.global_step}; saved "
-                      f"{finished.checkpoint}\nResume with: gan-tui train --resume "
-                      f"{finished.checkpoint}", highlight=False, soft_wrap=True)
-    else:
-        console.print(f"Stopped at epoch {finished.epoch}, step {finished.global_step}, but the "
-                      "checkpoint could not be written (see the error above).",
-                      highlight=False, soft_wrap=True)

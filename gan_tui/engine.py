@@ -115,6 +115,10 @@ class FiniteBCELoss(nn.BCELoss):
         return super().forward(safe, target) + scores.detach().sum() * 0
 
 
+# A write failed for want of space: a full disk, a too large file, a full quota.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 def _nonfinite(values: dict[str, float]) -> str:
     """'g_loss nan, d_real inf' for the values that are not numbers; '' when all are."""
     return ", ".join(f"{name} {value}" for name, value in values.items()
@@ -474,7 +478,7 @@ class Trainer:
             ckpt.save_atomic(self.state_dict(), path)
         except OSError as exc:
             hint = ("; free some space, the next save tries again"
-                    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "")
+                    if exc.errno in _DISK_FULL else "")
             self.emit(Error(f"could not save {path}: {exc.strerror or exc}; {self._kept()}"
                             f"{hint}", fatal=False))
             return None

@@ -62,19 +62,43 @@ def test_console_script_pause_quit_and_resume_hint(tmp_path: Path) -> None:
 
 
 def test_hangup_saves_last_pt_and_ends_the_process(tmp_path: Path) -> None:
+    """The terminal goes away (SSH dropped, tmux killed): save last.pt, then really exit.
+
+    Closing the pty's master is what a dropped connection does: the kernel sends SIGHUP
+    and every later write to the terminal fails, which must not leave a spinning or
+    hanging process behind.
+    """
     child = spawn(tmp_path, "--limit", "2048", "--epochs", "50")
+    proc = child.ptyproc
     try:
         child.expect("TRAINING")
         child.send("p")
         child.expect("PAUSED")
         paused_at = time.time()  # while paused only the hangup can write last.pt
         time.sleep(0.05)  # distinct file timestamps on coarse filesystems
-        os.kill(child.pid, signal.SIGHUP)
-        code = finish(child)
+        proc.fileobj.close()  # hang up
+        deadline = time.monotonic() + TIMEOUT_S
+        while proc.isalive():
+            assert time.monotonic() < deadline, "gan-tui still runs after its terminal went away"
+            time.sleep(0.05)
+        code = proc.exitstatus if proc.exitstatus is not None else 128 + proc.signalstatus
     finally:
-        child.close(force=True)
+        if proc.isalive():
+            os.kill(proc.pid, signal.SIGKILL)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     assert last.exists() and last.stat().st_mtime >= paused_at
     assert code == 128 + signal.SIGHUP
     torch.load(last, map_location="cpu", weights_only=True)
 
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    child = spawn(tmp_path, "--limit", "256", "--epochs", "50")
+    try:
+        child.expect("TRAINING")
+        child.expect("img/s")
+        os.kill(child.pid, signal.SIGTERM)
+        child.expect(r"Resume with: gan-tui train --resume \S+last\.pt")
+        code = finish(child)
+    finally:
+        child.close(force=True)
+    assert code == 128 + signal.SIGTERM

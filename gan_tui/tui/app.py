@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -110,6 +112,8 @@ class GanTuiApp(App[int]):
 
     POLL_S: ClassVar[float] = 0.1  # how often the UI drains the engine's events
     QUIT_TIMEOUT_S: ClassVar[float] = 15.0  # give up waiting for the engine after this
+    SIGNAL_SAVE_S: ClassVar[float] = 60.0  # after a signal, wait this long for the save
+    SIGNAL_GRACE_S: ClassVar[float] = 5.0  # then this long for a normal exit (not SIGHUP)
 
     def __init__(
         self,
@@ -142,7 +146,12 @@ class GanTuiApp(App[int]):
         self._trainer_lock = threading.Lock()
         self._worker_done = not autostart
         self._quitting = False
+        self._stop_requested = False  # set by a signal handler, which may not take locks
         self._signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._training_done = threading.Event()  # the worker has ended (or never started)
+        if not autostart:
+            self._training_done.set()
         self._paused = False
         self._want_pause = False
         self._saving = False
@@ -166,6 +175,7 @@ class GanTuiApp(App[int]):
         self.query_one("#progress", ProgressPanel).border_title = "Progress"
         self._refresh_panels()
         self.set_interval(self.POLL_S, self.poll_events)
+        self._ui_loop = asyncio.get_running_loop()
         if self._handle_signals:
             self._install_signal_handlers()
         if self._autostart:
@@ -180,7 +190,12 @@ class GanTuiApp(App[int]):
     @work(thread=True, exclusive=True, name="trainer", exit_on_error=False)
     def _train(self) -> None:
         """Build the trainer and run it (on the worker thread)."""
-        worker = get_current_worker()
+        try:
+            self._build_and_run(get_current_worker())
+        finally:
+            self._training_done.set()
+
+    def _build_and_run(self, worker: Worker[None]) -> None:
         reported = False
 
         def sink(event: Event) -> None:
@@ -197,9 +212,11 @@ class GanTuiApp(App[int]):
             self.buffer.put(Error(f"could not start training: {type(exc).__name__}: {exc}"))
             return
         with self._trainer_lock:
-            if self._quitting or worker.is_cancelled:
+            if self._quitting or self._stop_requested or worker.is_cancelled:
                 return  # quit while loading: nothing trained, nothing to save
             self._trainer = trainer
+        if self._stop_requested:  # a signal came between the check and the assignment
+            trainer.request_stop("interrupt")
         done = threading.Event()
         threading.Thread(target=_stop_when_cancelled, args=(worker, trainer, done),
                          name="gan-tui-watchdog", daemon=True).start()
@@ -439,7 +456,8 @@ class GanTuiApp(App[int]):
         """
         if self._quitting:
             return
-        self._signal = signum
+        if signum is not None:
+            self._signal = signum
         with self._trainer_lock:
             self._quitting = True
             trainer = self._trainer
@@ -466,14 +484,42 @@ class GanTuiApp(App[int]):
         """SIGHUP (the SSH connection dropped), SIGTERM and SIGINT save and quit, like q.
 
         (In the terminal ctrl+c arrives as a key, not SIGINT: see BINDINGS.)
+        Plain `signal.signal`, not the event loop's handlers: when the terminal is
+        gone, Textual's output thread dies and the loop can block for good on its
+        next write (textual#6692), so nothing here may wait for the loop.
         """
-        loop = asyncio.get_running_loop()
         for name in ("SIGHUP", "SIGTERM", "SIGINT"):
             signum = getattr(signal, name, None)
-            if signum is None:  # Windows has no SIGHUP
-                continue
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self.request_quit, "interrupt", signum)
+            if signum is not None:  # Windows has no SIGHUP
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        """Runs on the main thread between two bytecodes, possibly inside a stuck write."""
+        if self._signal is not None:
+            return
+        self._signal = signum
+        self._stop_requested = True  # the worker checks it if the engine is still loading
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.request_stop("interrupt")  # a SimpleQueue put: safe in a signal handler
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            self._ui_loop.call_soon_threadsafe(self.request_quit, "interrupt", signum)
+        threading.Thread(target=self._exit_after_save, args=(signum,),
+                         name="gan-tui-exit-guard", daemon=True).start()
+
+    def _exit_after_save(self, signum: int) -> None:
+        """Guarantee the process ends once the engine has saved, whatever the UI does."""
+        self._training_done.wait(self.SIGNAL_SAVE_S)
+        if signum != getattr(signal, "SIGHUP", None):
+            # The terminal is still there: give the normal exit (which restores it and
+            # prints the resume command) time to finish first.
+            time.sleep(self.SIGNAL_GRACE_S)
+        os._exit(128 + signum)  # after SIGHUP there is no terminal to restore or print to
 
     def on_unmount(self) -> None:
         # Whatever ended the app (even a crash), the engine must stop, or the process
@@ -529,7 +575,10 @@ def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False)
     app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True)
     # No mouse: every control is a key, and the terminal keeps its own text selection
     # (handy for copying paths over SSH and in tmux).
-    app.run(mouse=False)
+    try:
+        app.run(mouse=False)
+    finally:
+        app.restore_signal_handlers()
     return _report(app)
 
 

@@ -177,7 +177,8 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
     state = load_file(path)
     if isinstance(state, dict) and state.get("format") == FORMAT:
         config = config_of(state, path)
-        weights = state["generator"]
+        # The EMA generator, where the run kept one, is the one its samples came from.
+        weights = state.get("generator_ema") or state["generator"]
     elif _looks_like_state_dict(state):
         weights = state
         config = TrainConfig(latent_dim=_latent_dim_of(state, path))

@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 # CLI flag dest -> TrainConfig field. Flags default to None so we know what the user set.
 CONFIG_FLAGS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
                 "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-                "checkpoint_every")
+                "checkpoint_every", "quality_samples", "ema")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,6 +60,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--lr-d", type=float, help=f"discriminator Adam lr (default {d.lr_d})")
     model.add_argument("--seed", type=int, help="random seed; same seed, same run on CPU")
     model.add_argument("--device", choices=DEVICES, help="auto: cuda, then mps, then cpu")
+    model.add_argument("--ema", type=float, metavar="DECAY",
+                       help="show and save samples from an exponential moving average of G "
+                       "(e.g. 0.999; 0 = off, the seed's default; dcgan/cgan use 0.999)")
 
     data = p.add_argument_group("data (default: the bundled MNIST test split, as the seed)")
     data.add_argument("--dataset", choices=DATASETS,
@@ -78,6 +81,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"write a step record to metrics.jsonl every N steps ({d.log_every})")
     run.add_argument("--checkpoint-every", type=int, metavar="N",
                      help=f"keep checkpoints/epoch_NNNN.pt every N epochs ({d.checkpoint_every})")
+    run.add_argument("--quality-samples", type=int, metavar="N",
+                     help=f"digits scored for quality each epoch ({d.quality_samples}; 0 = off)")
     run.add_argument("--headless", action="store_true",
                      help="line output instead of the TUI (automatic when not a terminal)")
 

@@ -53,6 +53,11 @@ class TrainConfig:
     on_divergence: str = "stop"
     sample_count: int = 16
     stats_interval_ms: int = 100
+    # Digits scored by the quality classifier at each epoch end; 0 turns scoring off.
+    quality_samples: int = 1000
+    # Decay of an exponential moving average of G's weights used for samples, scoring and
+    # checkpoints' sample weights; 0 = off (the seed). Training itself never reads it.
+    ema: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -92,6 +97,9 @@ class TrainConfig:
         _require(self.on_divergence in DIVERGENCE_ACTIONS,
                  f"on_divergence must be one of {choices(DIVERGENCE_ACTIONS)}, "
                  f"got {self.on_divergence!r}")
+        _require(self.quality_samples == 0 or self.quality_samples >= 2,
+                 f"--quality-samples must be 0 (off) or at least 2, got {self.quality_samples}")
+        _require(0 <= self.ema < 1, f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ later multi-process version has one spot to gate on rank 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import math
 import os
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from gan_tui import checkpoint as ckpt
 from gan_tui.config import TrainConfig
 from gan_tui.data import load_digits, to_tensor
-from gan_tui.errors import CheckpointError, ConfigError
+from gan_tui.errors import CheckpointError, ConfigError, GanTuiError
 from gan_tui.events import (
     CheckpointSaved,
     Command,
@@ -38,6 +39,7 @@ from gan_tui.events import (
     Finished,
     Pause,
     Paused,
+    Quality,
     Resume,
     Resumed,
     Sample,
@@ -48,13 +50,16 @@ from gan_tui.events import (
     StepStats,
     Stop,
 )
-from gan_tui.metrics import EPOCH, LOG, WINDOW, MetricsLog, RunningStats
-from gan_tui.models import build_models
+from gan_tui.metrics import EPOCH, LOG, WINDOW, MetricsLog, RunningStats, score_digits
+from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels
 
 __all__ = ["Trainer", "resolve_device", "make_adam", "steps_per_epoch"]
 
 # While paused, wake up this often to notice signals even if no command comes.
 _PAUSE_POLL_S = 0.25
+# The quality classifier knows MNIST digits only: scores on these datasets mean nothing.
+_UNSCORED_DATASETS = ("fashion-mnist", "kmnist")
+_GENERATE_BATCH = 1000  # digits per forward pass when scoring: bounded memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -156,10 +161,16 @@ class Trainer:
         betas = (config.beta1, config.beta2)
         self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
         self.opt_d = make_adam(self.discriminator.parameters(), config.lr_d, betas)
+        self.conditional = PRESETS[config.preset].conditional
+        # An EMA copy of G for samples and scores only; deepcopy draws no random numbers.
+        self.generator_ema = self._make_ema() if config.ema > 0 else None
+        self._quality_on = (config.quality_samples > 0
+                            and config.dataset not in _UNSCORED_DATASETS)
 
         # Separate generators: showing samples must not change the training trajectory.
         noise_rng = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_noise = torch.randn(config.sample_count, config.latent_dim, generator=noise_rng)
+        self.fixed_labels = cycle_labels(config.sample_count) if self.conditional else None
         self._sample_rng = torch.Generator().manual_seed(config.seed + 2)
 
         self.epoch = 0  # epochs completed
@@ -210,26 +221,35 @@ class Trainer:
         finally:
             self.metrics.close()
 
-    def step(self, real: Tensor) -> None:
-        """One step exactly as the seed: D on (real, G(z).detach()), then G through D(G(z))."""
+    def step(self, real: Tensor, labels: Tensor | None = None) -> None:
+        """One step exactly as the seed: D on (real, G(z).detach()), then G through D(G(z)).
+
+        Conditional presets get `labels` for the real batch; their fakes get random
+        labels, drawn after the noise (unconditional presets draw nothing extra).
+        """
         size = real.size(0)
         noise = torch.randn(size, self.config.latent_dim, device=self.device)
-        fake = self.generator(noise)
+        fake_labels = None
+        if labels is not None:
+            fake_labels = torch.randint(0, NUM_CLASSES, (size,), device=self.device)
+        fake = _call(self.generator, noise, fake_labels)
 
-        fake_score = self.discriminator(fake.detach())
+        fake_score = _call(self.discriminator, fake.detach(), fake_labels)
         d_fake_loss = self.criterion(fake_score, torch.zeros_like(fake_score))
-        real_score = self.discriminator(real)
+        real_score = _call(self.discriminator, real, labels)
         d_real_loss = self.criterion(real_score, torch.ones_like(real_score))
         d_loss = d_fake_loss + d_real_loss
         self.opt_d.zero_grad()
         d_loss.backward()
         self.opt_d.step()
 
-        fake_g_score = self.discriminator(fake)
+        fake_g_score = _call(self.discriminator, fake, fake_labels)
         g_loss = self.criterion(fake_g_score, torch.ones_like(fake_g_score))
         self.opt_g.zero_grad()
         g_loss.backward()
         self.opt_g.step()
+        if self.generator_ema is not None:
+            self._update_ema()
 
         with torch.no_grad():
             step_stats = torch.stack([g_loss, d_loss, real_score.mean(), fake_score.mean()])
@@ -248,7 +268,7 @@ class Trainer:
                 return False
             step_began = time.monotonic()
             indices = self.permutation[self.batch * size:(self.batch + 1) * size]
-            self.step(self.data[indices])
+            self.step(self.data[indices], self.labels[indices] if self.conditional else None)
             self.batch += 1
             self.global_step += 1
             self._epoch_seconds += time.monotonic() - step_began
@@ -312,9 +332,12 @@ class Trainer:
         self.emit(EpochEnd(epoch=self.epoch, epochs=self.config.epochs,
                            global_step=self.global_step, img_per_s=img_per_s, seconds=seconds,
                            **means))
-        images = self.generate(self.fixed_noise)
+        images = self.generate(self.fixed_noise, self.fixed_labels)
         self._save_sample_grid(images, self.samples_dir / f"epoch_{self.epoch + 1:04d}.png")
-        self.emit(Samples(self.epoch, self.global_step, images, fixed=True))
+        self.emit(Samples(self.epoch, self.global_step, images, fixed=True,
+                          labels=_label_tuple(self.fixed_labels)))
+        if self._quality_on:
+            self._score_quality()
 
         self.epoch += 1
         self.batch = 0
@@ -438,24 +461,90 @@ class Trainer:
 
     def _emit_fresh_samples(self, command: Sample) -> None:
         count = command.count or self.config.sample_count
+        if command.digit is not None and not 0 <= command.digit < NUM_CLASSES:
+            self.emit(Error(f"no digit {command.digit}: choose 0-9", fatal=False))
+            return
         noise = torch.randn(count, self.config.latent_dim, generator=self._sample_rng)
-        self.emit(Samples(self.epoch, self.global_step, self.generate(noise), fixed=False))
+        labels = None
+        if self.conditional:  # unconditional presets ignore `digit`
+            labels = (cycle_labels(count) if command.digit is None
+                      else torch.full((count,), command.digit, dtype=torch.long))
+        self.emit(Samples(self.epoch, self.global_step, self.generate(noise, labels),
+                          fixed=False, labels=_label_tuple(labels)))
+
+    # -------------------------------------------------- EMA and quality
+
+    def _make_ema(self) -> nn.Module:
+        ema = copy.deepcopy(self.generator).eval()
+        ema.requires_grad_(False)
+        return ema
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * G; BatchNorm statistics are copied as they are.
+
+        The decay warms up as (1 + t) / (10 + t) so early samples do not show the random
+        initial weights for the first thousand steps of a short run.
+        """
+        assert self.generator_ema is not None
+        decay = min(self.config.ema, (1 + self.global_step) / (10 + self.global_step))
+        ema_params = list(self.generator_ema.parameters())
+        params = [p.detach() for p in self.generator.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        for ema_buf, buf in zip(self.generator_ema.buffers(), self.generator.buffers(),
+                                strict=True):
+            ema_buf.copy_(buf)
+
+    def _score_quality(self) -> None:
+        """Score `quality_samples` digits; the same noise every epoch, so epochs compare."""
+        began = time.monotonic()
+        count = self.config.quality_samples
+        # Own generator, seeded per run: scoring never touches the training RNG.
+        rng = torch.Generator().manual_seed(self.config.seed + 3)
+        noise = torch.randn(count, self.config.latent_dim, generator=rng)
+        labels = cycle_labels(count) if self.conditional else None
+        try:
+            scores = score_digits(self._generate_tensor(noise, labels), self.device)
+        except (GanTuiError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+            # e.g. the classifier's weights are missing: a score must never stop training
+            self._quality_on = False
+            self.emit(Error(f"quality scores off: {exc}", fatal=False))
+            return
+        seconds = time.monotonic() - began
+        self._log({"event": "quality", "epoch": self.epoch + 1, "step": self.global_step,
+                   "fid": scores.fid, "score": scores.score, "coverage": scores.coverage,
+                   "confidence": scores.confidence, "histogram": list(scores.histogram),
+                   "samples": count, "seconds": seconds})
+        self.emit(Quality(epoch=self.epoch, global_step=self.global_step, fid=scores.fid,
+                          score=scores.score, coverage=scores.coverage,
+                          confidence=scores.confidence, histogram=scores.histogram,
+                          samples=count, seconds=seconds))
 
     # ------------------------------------------------------------ outputs
 
     def emit(self, event: Event) -> None:
         self.sink(event)
 
+    def generate(self, noise: Tensor, labels: Tensor | None = None) -> np.ndarray:
+        """Digits for `noise` (and class `labels` for conditional presets) in eval mode
+        (BatchNorm running stats), from the EMA generator when there is one, as float32
+        N x 28 x 28."""
+        return self._generate_tensor(noise, labels).squeeze(1).float().cpu().numpy()
+
     @torch.no_grad()
-    def generate(self, noise: Tensor) -> np.ndarray:
-        """Digits for `noise` in eval mode (BatchNorm running stats), as float32 N x 28 x 28."""
-        was_training = self.generator.training
-        self.generator.eval()
+    def _generate_tensor(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
+        model = self.generator_ema if self.generator_ema is not None else self.generator
+        was_training = model.training
+        model.eval()
         try:
-            images = self.generator(noise.to(self.device))
+            parts = []
+            for start in range(0, len(noise), _GENERATE_BATCH):
+                stop = start + _GENERATE_BATCH
+                chunk_labels = None if labels is None else labels[start:stop].to(self.device)
+                parts.append(_call(model, noise[start:stop].to(self.device), chunk_labels))
+            return torch.cat(parts)
         finally:
-            self.generator.train(was_training)
-        return images.squeeze(1).float().cpu().numpy()
+            model.train(was_training)
 
     def _save_sample_grid(self, images: np.ndarray, path: Path) -> None:
         from torchvision.utils import save_image
@@ -517,6 +606,8 @@ class Trainer:
             "config": self.config.to_dict(),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
+            **({"generator_ema": self.generator_ema.state_dict()}
+               if self.generator_ema is not None else {}),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "epoch": self.epoch,
@@ -552,6 +643,9 @@ class Trainer:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
+            if self.generator_ema is not None:  # a run that had no EMA starts it from G
+                self.generator_ema.load_state_dict(state.get("generator_ema")
+                                                   or self.generator.state_dict())
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{self._resumed_from}: weights do not fit this preset "
                                   f"({_first_line(exc)})") from None
@@ -619,3 +713,12 @@ class Trainer:
             start_epoch=self.epoch, global_step=self.global_step,
             resumed_from=self._resumed_from, config=self.config.to_dict(),
             history=tuple(self.history))
+
+
+def _call(model: nn.Module, x: Tensor, labels: Tensor | None) -> Tensor:
+    """model(x), or model(x, labels) for a conditional preset."""
+    return model(x) if labels is None else model(x, labels)
+
+
+def _label_tuple(labels: Tensor | None) -> tuple[int, ...] | None:
+    return None if labels is None else tuple(int(v) for v in labels.tolist())

@@ -84,6 +84,28 @@ class Samples:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """Sample quality at an epoch end, scored by the MNIST classifier (gan_tui.metrics).
+
+    Emitted after that epoch's Samples when config.quality_samples > 0.
+    """
+
+    epoch: int  # 0-based, as EpochEnd
+    global_step: int
+    fid: float  # digit FID to the real digits: lower is better (real data scores ~0)
+    score: float  # classifier score (IS analogue), 1..10: higher is better
+    coverage: float  # predicted-class entropy / log 10, 0..1: 1 = every digit equally often
+    confidence: float  # mean top-class probability, 0..1
+    histogram: tuple[int, ...]  # predicted-class counts for digits 0..9
+    samples: int  # digits scored
+    seconds: float  # time the scoring took
+
+    def line(self) -> str:
+        return (f"quality: FID {self.fid:.2f} | IS {self.score:.2f} | "
+                f"coverage {self.coverage:.3f} | conf {self.confidence:.3f}")
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     path: str
     epoch: int
@@ -137,8 +159,8 @@ class Diverged:
     checkpoint: str | None = None  # that checkpoint; None: the run has none yet
 
 
-Event = (Started | StepStats | EpochEnd | Samples | CheckpointSaved | Paused | Resumed | Finished
-         | Error | Diverged)
+Event = (Started | StepStats | EpochEnd | Samples | Quality | CheckpointSaved | Paused | Resumed
+         | Finished | Error | Diverged)
 Sink = Callable[[Event], None]
 
 # ---------------------------------------------------------------- commands
@@ -161,7 +183,11 @@ class Save:
 
 @dataclass(frozen=True)
 class Sample:
-    """Generate fresh digits now (count defaults to the config's sample_count)."""
+    """Generate fresh digits now (count defaults to the config's sample_count).
+
+    digit: for a conditional preset, all of that class (0-9); None cycles 0-9. Ignored
+    (plain samples, labels None) by unconditional presets.
+    """
 
     count: int | None = None
     digit: int | None = None

@@ -32,10 +32,12 @@ from gan_tui.events import (
     Event,
     Finished,
     Paused,
+    Quality,
     Resumed,
     Started,
     StepStats,
 )
+from gan_tui.metrics import histogram_bars
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -54,6 +56,7 @@ class HeadlessSink:
         self._batch_task: Any = None
         self.history: list[dict[str, float]] = []
         self.console_lost = False
+        self.last_quality: Quality | None = None
 
     def __call__(self, event: Event) -> None:
         if self.console_lost:
@@ -69,6 +72,9 @@ class HeadlessSink:
         elif isinstance(event, EpochEnd):
             self.history.append({"g_loss": event.g_loss, "d_loss": event.d_loss})
             self._print(event.seed_line())
+        elif isinstance(event, Quality):
+            self.last_quality = event
+            self._print(event.line())
         elif isinstance(event, Started):
             self._start(event)
         elif isinstance(event, CheckpointSaved) and event.reason not in QUIET_SAVE_REASONS:
@@ -221,3 +227,7 @@ def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> N
         width = min(max(console.width, 40), 100)
         chart = loss_chart(sink.history, width=width, color=console.is_terminal)
         console.out(chart, highlight=False)
+    if sink.last_quality is not None:
+        q = sink.last_quality
+        console.print(f"Predicted classes of {q.samples:,} samples after epoch {q.epoch + 1}:\n"
+                      + "\n".join(histogram_bars(q.histogram)), highlight=False, soft_wrap=True)

@@ -152,6 +152,8 @@ def score_digits(images: Tensor | np.ndarray, device: str | torch.device | None 
         images = torch.from_numpy(images)
     if len(images) < 2:
         raise ValueError("scoring needs at least 2 digits")
+    # A diverging generator's NaN pixels still get (bad) finite scores, not a crash.
+    images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=-1.0)
     device = torch.device(device) if device is not None else images.device
     feats, probs = classify(images, device)
     mu, sigma = feature_stats(feats)

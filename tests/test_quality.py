@@ -1,0 +1,175 @@
+"""Sample-quality scores: the classifier, the digit FID and friends, the Quality event,
+`gan-tui eval`, and the headless quality lines."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from gan_tui.classifier import HOLDOUT, accuracy, load_classifier, split_bundled
+from gan_tui.cli import main
+from gan_tui.data import load_bundled, to_tensor
+from gan_tui.events import EpochEnd, Quality, Samples
+from gan_tui.headless import run_headless
+from gan_tui.metrics import (
+    class_scores,
+    frechet_distance,
+    histogram_bars,
+    read_metrics,
+    score_digits,
+)
+from tests.conftest import Recorder, run_cli, train
+
+
+@pytest.fixture(scope="module")
+def real_digits() -> torch.Tensor:
+    # A random subset: the split's first half (cleaner writers) differs from its second.
+    pick = torch.randperm(10_000, generator=torch.Generator().manual_seed(0))[:2000]
+    return to_tensor(load_bundled().images[pick.numpy()])
+
+
+def test_shipped_classifier_is_accurate_on_the_held_out_digits():
+    _, _, vx, vy = split_bundled()
+    assert len(vy) == HOLDOUT
+    assert accuracy(load_classifier("cpu"), vx, vy) >= 0.98
+
+
+def test_scores_order_real_then_noised_then_pure_noise(real_digits):
+    gen = torch.Generator().manual_seed(0)
+    noised = (real_digits + 0.3 * torch.randn(real_digits.shape, generator=gen)).clamp(-1, 1)
+    noise = torch.rand(real_digits.shape, generator=gen) * 2 - 1
+    real, light, pure = (score_digits(x) for x in (real_digits, noised, noise))
+    assert real.fid < light.fid < pure.fid
+    # 2,000 of the 10,000 reference digits: only the small-sample bias is left.
+    assert real.fid < 5 and light.fid > 5 * real.fid and pure.fid > 10 * light.fid
+    assert real.coverage > 0.99 and real.confidence > 0.95 and real.score > 8
+    assert pure.score < real.score and pure.coverage < real.coverage
+    assert sum(real.histogram) == real.count == 2000
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected)
+    assert frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == pytest.approx(0, abs=1e-9)
+
+
+def test_class_scores_of_extreme_predictions():
+    sharp_even = torch.eye(10).repeat(5, 1)  # every class, each with certainty
+    score, coverage, confidence, histogram = class_scores(sharp_even)
+    assert score == pytest.approx(10, rel=1e-6)
+    assert (coverage, confidence, histogram) == (pytest.approx(1), pytest.approx(1), (5,) * 10)
+    one_class = torch.zeros(8, 10)
+    one_class[:, 3] = 1
+    score, coverage, _, histogram = class_scores(one_class)
+    assert score == pytest.approx(1) and coverage == 0 and histogram[3] == 8
+
+
+def test_histogram_bars_scale_to_the_largest_class():
+    lines = histogram_bars([0, 5, 10, 0, 0, 0, 0, 0, 0, 0], width=10)
+    assert len(lines) == 10
+    assert lines[2].startswith("2 " + "█" * 10) and lines[2].endswith("10")
+    assert lines[1].startswith("1 " + "█" * 5 + " ")
+    assert lines[0].split() == ["0", "0"]
+
+
+def test_quality_event_each_epoch_and_in_metrics_jsonl(small_config):
+    trainer, events = train(small_config(quality_samples=200))
+    quality = events.of(Quality)
+    assert [q.epoch for q in quality] == [0, 1]
+    assert [q.global_step for q in quality] == [e.global_step for e in events.of(EpochEnd)]
+    for q in quality:
+        assert q.samples == sum(q.histogram) == 200 and len(q.histogram) == 10
+        assert all(math.isfinite(v) for v in (q.fid, q.score, q.coverage, q.confidence))
+        assert q.fid > 0 and 1 <= q.score <= 10 and 0 <= q.coverage <= 1
+    # Each Quality follows that epoch's Samples.
+    kinds = [type(e) for e in events.events if isinstance(e, (Samples, Quality))]
+    assert kinds == [Samples, Quality, Samples, Quality]
+    records = [r for r in read_metrics(trainer.run_dir / "metrics.jsonl")
+               if r["event"] == "quality"]
+    assert [(r["epoch"], r["step"]) for r in records] == [(1, 8), (2, 16)]
+    assert records[1]["fid"] == pytest.approx(quality[1].fid)
+    assert records[1]["histogram"] == list(quality[1].histogram)
+
+
+def test_quality_off_emits_nothing(small_config):
+    _, events = train(small_config(epochs=1, quality_samples=0))
+    assert events.of(Quality) == []
+
+
+def test_scoring_and_ema_never_change_the_training_trajectory(small_config, tmp_path):
+    plain, _ = train(small_config(epochs=1, quality_samples=0, run_dir=str(tmp_path / "a")))
+    scored, events = train(small_config(epochs=1, quality_samples=100, ema=0.9,
+                                        run_dir=str(tmp_path / "b")))
+    assert len(events.of(Quality)) == 1
+    for a, b in ((plain.generator, scored.generator),
+                 (plain.discriminator, scored.discriminator)):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name
+
+
+def test_headless_prints_quality_each_epoch_and_the_histogram_at_the_end(small_config):
+    out = io.StringIO()
+    code = run_headless(small_config(quality_samples=100), console=Console(file=out, width=100))
+    text = out.getvalue()
+    assert code == 0
+    assert text.count("quality: FID ") == 2
+    assert "Predicted classes of 100 samples after epoch 2:" in text
+    assert "\n9 " in text  # the last histogram bar
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    from gan_tui.config import TrainConfig
+
+    run = tmp_path_factory.mktemp("eval") / "run"
+    config = TrainConfig(limit=256, epochs=1, seed=0, device="cpu", run_dir=str(run),
+                         quality_samples=0)
+    trainer, _ = train(config, Recorder())
+    return str(trainer.checkpoint_dir / "last.pt")
+
+
+def test_eval_prints_the_scores(checkpoint):
+    result = run_cli("eval", "--checkpoint", checkpoint, "-n", "300", "--seed", "1",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    for name in ("digit FID", "classifier score", "class coverage", "mean confidence",
+                 "300 digits", "seed 1", "predicted classes:"):
+        assert name in result.stdout
+
+
+def test_eval_is_repeatable_with_a_seed(checkpoint, capsys):
+    outputs = []
+    for _ in range(2):
+        assert main(["eval", "--checkpoint", checkpoint, "-n", "50", "--seed", "3",
+                     "--device", "cpu"]) == 0
+        outputs.append([line for line in capsys.readouterr().out.splitlines()
+                        if "scored in" not in line])
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "no/such.pt"], "no/such.pt: no such checkpoint file"),
+    (["--checkpoint", "{garbage}"], "garbage.pt: "),
+])
+def test_eval_bad_checkpoints_are_one_line_errors(args, message, tmp_path, capsys):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    args = [a.replace("{garbage}", str(garbage)) for a in args]
+    assert main(["eval", *args, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gan-tui: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["-n", "1"], ["-n", "many"], ["--seed", "-4"]])
+def test_eval_bad_arguments_are_one_line_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gan-tui eval: error: ") and err.count("\n") == 1

@@ -1,0 +1,194 @@
+"""Quality benchmark: each preset trained for the same wall-clock budget, then scored.
+
+    python -m benchmarks.quality                 # 400 s per preset on this machine's CPU
+    python -m benchmarks.quality --budget 200    # a shorter budget
+    python -m benchmarks.quality --quick         # smoke run: 10 s each, 1,000 digits
+
+Every preset trains on the bundled MNIST digits with its own defaults (Preset.defaults)
+until the budget of training time runs out (checked between steps; the per-epoch
+quality scoring is off so it costs no budget), then its last checkpoint (the EMA
+generator where the preset keeps one) is scored on N digits with the MNIST
+classifier. The table gives each preset's digit FID as a ratio to the seed's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from gan_tui.checkpoint import load_generator
+from gan_tui.config import TrainConfig
+from gan_tui.engine import Trainer
+from gan_tui.evaluate import generate
+from gan_tui.events import Event, Finished, StepStats
+from gan_tui.metrics import score_digits
+from gan_tui.models import PRESETS
+
+DEFAULT_BUDGET_S = 400.0
+QUICK_BUDGET_S = 10.0
+BASELINE = "seed"
+
+
+@dataclass
+class Result:
+    preset: str
+    budget_s: float
+    epochs: float  # completed epochs plus the fraction of the one the budget cut short
+    steps: int
+    train_s: float
+    fid: float
+    score: float
+    coverage: float
+    confidence: float
+    samples: int
+    threads: int
+    device: str
+
+
+class BudgetSink:
+    """Stops the trainer once its training time (StepStats.elapsed_s) reaches the budget."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self.trainer: Trainer | None = None
+        self.last: StepStats | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepStats):
+            self.last = event
+            if event.elapsed_s >= self.budget_s and self.trainer is not None:
+                self.trainer.request_stop("budget")
+
+
+def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: str,
+                 runs_root: Path) -> Result:
+    """Train `preset` for `budget_s` seconds, then score its checkpoint on `samples` digits."""
+    config = TrainConfig.from_dict({
+        **PRESETS[preset].defaults, "preset": preset, "epochs": 1_000_000, "seed": seed,
+        "device": device, "run_dir": str(runs_root / preset), "quality_samples": 0,
+        "checkpoint_every": 1_000_000, "stats_interval_ms": 200})
+    sink = BudgetSink(budget_s)
+    trainer = Trainer(config, sink)
+    sink.trainer = trainer
+    finished: Finished = trainer.run()
+    last = sink.last
+    epochs = trainer.epoch + trainer.batch / trainer.steps_per_epoch
+    generator, saved = load_generator(finished.checkpoint or "", trainer.device)
+    images = generate(generator, samples, saved.latent_dim, seed + 1000, trainer.device,
+                      PRESETS[preset].conditional)
+    scores = score_digits(torch.from_numpy(images), trainer.device)
+    return Result(preset=preset, budget_s=budget_s, epochs=round(epochs, 2),
+                  steps=trainer.global_step, train_s=round(last.elapsed_s if last else 0.0, 1),
+                  fid=scores.fid, score=scores.score, coverage=scores.coverage,
+                  confidence=scores.confidence, samples=samples,
+                  threads=torch.get_num_threads(), device=str(trainer.device))
+
+
+def results_table(results: list[Result]) -> Table:
+    base = next((r.fid for r in results if r.preset == BASELINE), None)
+    table = Table(title="quality after a fixed training budget", title_justify="left")
+    for name in ("preset", "budget", "epochs", "digit FID", "IS", "coverage", "confidence",
+                 "seed FID / FID"):
+        table.add_column(name, justify="left" if name == "preset" else "right")
+    for r in results:
+        table.add_row(r.preset, f"{r.budget_s:.0f} s", f"{r.epochs:.1f}", f"{r.fid:.2f}",
+                      f"{r.score:.2f}", f"{r.coverage:.3f}", f"{r.confidence:.3f}",
+                      _ratio(base, r.fid))
+    return table
+
+
+def markdown_table(results: list[Result]) -> str:
+    base = next((r.fid for r in results if r.preset == BASELINE), None)
+    lines = ["| preset | budget | epochs | digit FID | IS | coverage | confidence "
+             "| seed FID / FID |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.preset} | {r.budget_s:.0f} s | {r.epochs:.1f} | {r.fid:.2f} | "
+              f"{r.score:.2f} | {r.coverage:.3f} | {r.confidence:.3f} | {_ratio(base, r.fid)} |"
+              for r in results]
+    return "\n".join(lines)
+
+
+def _ratio(base: float | None, fid: float) -> str:
+    """How many times lower than the seed's FID (the seed itself: 1.0x)."""
+    if base is None or fid <= 0:
+        return "-"
+    return f"{base / fid:.1f}x"
+
+
+def machine_line() -> str:
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+            f"{torch.__version__} with {torch.get_num_threads()} threads, load average {load}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, help=f"seconds of training per preset "
+                   f"(default {DEFAULT_BUDGET_S:.0f}; --quick: {QUICK_BUDGET_S:.0f})")
+    p.add_argument("--quick", action="store_true", help="smoke run: short budget, 1,000 digits")
+    p.add_argument("--presets", default=",".join(PRESETS),
+                   help="comma-separated presets (default: all)")
+    p.add_argument("-n", type=int, help="digits scored per preset (default 10,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="training device (default cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--runs-root", type=Path, help="keep the runs here (default: a temp dir)")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                   help="print one table from result files of earlier runs, train nothing")
+    args = p.parse_args(argv)
+    args.budget = args.budget or (QUICK_BUDGET_S if args.quick else DEFAULT_BUDGET_S)
+    args.n = args.n or (1_000 if args.quick else 10_000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(highlight=False)
+    if args.combine:
+        results = [Result(**r) for f in args.combine for r in json.loads(f.read_text())]
+    else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        unknown = [p for p in args.presets.split(",") if p not in PRESETS]
+        if unknown:
+            console.print(f"unknown preset(s): {', '.join(unknown)} (choose from "
+                          f"{', '.join(PRESETS)})")
+            return 2
+        console.print(f"machine: {machine_line()}")
+        results = run_all(args, console)
+        console.print(f"machine afterwards: {machine_line()}")
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    console.print(results_table(results))
+    print(markdown_table(results))  # plain, unwrapped: paste-ready for the README
+    return 0
+
+
+def run_all(args: argparse.Namespace, console: Console) -> list[Result]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gan-tui-bench-") as tmp:
+        root = args.runs_root or Path(tmp)
+        for preset in args.presets.split(","):
+            began = time.monotonic()
+            console.print(f"{preset}: training for {args.budget:.0f} s ...")
+            r = bench_preset(preset, args.budget, args.n, args.seed, args.device, root)
+            console.print(f"{preset}: {r.epochs:.1f} epochs, FID {r.fid:.2f}, IS {r.score:.2f}, "
+                          f"coverage {r.coverage:.3f} ({time.monotonic() - began:.0f} s)")
+            results.append(r)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -111,3 +111,19 @@ def test_resize_keeps_range_and_mean() -> None:
     assert small.min() >= 0 and small.max() <= 1
     np.testing.assert_allclose(small.mean(axis=(1, 2)), images.mean(axis=(1, 2)), rtol=1e-5)
     assert resize(images, 28) is not None and resize(images, 28).shape == (3, 28, 28)
+
+
+@pytest.mark.skipif(not hasattr(__import__("select"), "poll"), reason="needs poll()")
+def test_terminal_hung_up_sees_the_other_end_close() -> None:
+    import os
+    import pty
+
+    from gan_tui.tui.app import terminal_hung_up
+
+    master, slave = pty.openpty()
+    try:
+        assert not terminal_hung_up(slave)
+        os.close(master)
+        assert terminal_hung_up(slave, timeout_s=1.0)
+    finally:
+        os.close(slave)

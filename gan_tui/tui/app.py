@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import select
 import signal
 import sys
 import threading
@@ -178,6 +179,7 @@ class GanTuiApp(App[int]):
         self._ui_loop = asyncio.get_running_loop()
         if self._handle_signals:
             self._install_signal_handlers()
+            self._watch_terminal()
         if self._autostart:
             self.log_line("Loading the data and building the models…", "dim")
             self._train()
@@ -493,13 +495,29 @@ class GanTuiApp(App[int]):
             if signum is not None:  # Windows has no SIGHUP
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
+    def _watch_terminal(self) -> None:
+        """Treat a terminal that hung up like SIGHUP, for when no signal comes (a parent
+        that swallows it). Linux only: macOS reports ttys as invalid to poll()."""
+        stdin = sys.__stdin__
+        if not sys.platform.startswith("linux") or stdin is None or not stdin.isatty():
+            return
+
+        def watch(fd: int) -> None:
+            while not terminal_hung_up(fd, timeout_s=1.0):
+                pass
+            self._on_signal(signal.SIGHUP, None)
+
+        threading.Thread(target=watch, args=(stdin.fileno(),), name="gan-tui-tty-watch",
+                         daemon=True).start()
+
     def restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         self._previous_handlers.clear()
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        """Runs on the main thread between two bytecodes, possibly inside a stuck write."""
+        """Runs on the main thread between two bytecodes, possibly inside a stuck write
+        (or on the terminal watcher's thread): thread-safe calls only, no locks."""
         if self._signal is not None:
             return
         self._signal = signum
@@ -547,6 +565,14 @@ _SAVE_REASONS = {
     "request": "saved on request", "kept": "copy kept", "stop": "saved before stopping",
     "interrupt": "saved on interrupt", "crash": "saved after a crash",
 }
+
+
+def terminal_hung_up(fd: int, timeout_s: float = 0.0) -> bool:
+    """True once the terminal on `fd` has hung up (the other end of the pty closed)."""
+    poller = select.poll()
+    poller.register(fd, 0)  # ask for nothing: poll still reports HUP, ERR and NVAL
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL
+    return any(mask & gone for _, mask in poller.poll(int(timeout_s * 1000)))
 
 
 def _stop_when_cancelled(worker: Worker[None], trainer: TrainerLike, done: threading.Event) -> None:

@@ -5,6 +5,11 @@ thread. The sink only appends to an `EventBuffer` (a lock held for microseconds)
 and the UI drains the buffer ten times a second. So training never waits for the
 UI, and the UI never waits for training: commands go the other way through the
 engine's thread-safe queue.
+
+Ending: q / ctrl+c ask the engine to stop (it saves last.pt) and the app exits when
+the worker returns. A signal (SIGHUP when the SSH connection drops, SIGTERM, SIGINT)
+or a terminal that hung up does the same without relying on the event loop, and an
+exit guard ends the process once the checkpoint is written.
 """
 
 from __future__ import annotations

@@ -288,9 +288,9 @@ class GanTuiApp(App[int]):
         self.history.add_records(event.history)
         if event.resumed_from:
             self.log_line(f"Resumed from {event.resumed_from} at epoch {event.start_epoch}, "
-                      f"step {event.global_step:,}", "bold")
+                          f"step {event.global_step:,}", "bold")
         self.log_line(f"Training {event.preset} on {event.num_images:,} images "
-                      f"({event.dataset}) on {event.device}")
+                          f"({event.dataset}) on {event.device}")
         self.log_line(f"Run folder: {event.run_dir}", "dim")
 
     def _handle_step_stats(self, event: StepStats) -> None:
@@ -306,7 +306,7 @@ class GanTuiApp(App[int]):
         if not self._diverged and diverged(event):
             self._diverged = True
             self.log_line(f"The losses are no longer finite at step {event.global_step:,}: "
-                      "the run diverged.", "bold red")
+                          "the run diverged.", "bold red")
 
     def _handle_epoch_end(self, event: EpochEnd) -> None:
         self.log_line(event.seed_line())

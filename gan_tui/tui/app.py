@@ -290,7 +290,7 @@ class GanTuiApp(App[int]):
             self.log_line(f"Resumed from {event.resumed_from} at epoch {event.start_epoch}, "
                           f"step {event.global_step:,}", "bold")
         self.log_line(f"Training {event.preset} on {event.num_images:,} images "
-                          f"({event.dataset}) on {event.device}")
+                      f"({event.dataset}) on {event.device}")
         self.log_line(f"Run folder: {event.run_dir}", "dim")
 
     def _handle_step_stats(self, event: StepStats) -> None:

@@ -1,0 +1,131 @@
+"""The benchmarks' code paths at a tiny size: they run and report numbers.
+
+No timing is asserted anywhere (the figures are for `make bench` to print)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks.__main__ import main
+from benchmarks.common import Row, alternate, percentile, table_lines
+from benchmarks.seed_loop import SeedLoop, SeedMNIST, seed_transform
+from gan_tui.data import load_digits, to_tensor
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def assert_measured(row: Row) -> None:
+    assert row.ours is not None and math.isfinite(row.ours) and row.ours > 0
+    assert row.passed in (True, False)
+
+
+def test_seed_dataset_gives_the_engines_tensor_through_pil_and_transforms():
+    mnist = SeedMNIST(limit=8, transform=seed_transform())
+    image, label = mnist[3]
+    digits = load_digits(limit=8)
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert label == int(digits.labels[3])
+    # The engine's one-tensor data is, value for value, what the seed's pipeline makes.
+    assert torch.equal(image, to_tensor(digits.images)[3])
+    assert len(mnist) == 8
+
+
+def test_seed_loop_trains_and_takes_time():
+    loop = SeedLoop(torch.device("cpu"), limit=256)  # 4 batches: the loop wraps epochs
+    before = [p.clone() for p in loop.generator.parameters()]
+    assert loop.run(6) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.generator.parameters(),
+                                                     strict=True))
+
+
+def test_alternate_flips_the_order_and_percentile_interpolates():
+    calls = []
+    results = alternate({"a": lambda rep: calls.append(("a", rep)) or 1.0,
+                         "b": lambda rep: calls.append(("b", rep)) or 2.0}, repeats=2)
+    assert calls == [("a", 0), ("b", 0), ("b", 1), ("a", 1)]
+    assert results == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
+    assert percentile([0, 10], 95) == pytest.approx(9.5)
+
+
+def test_table_has_every_row_and_the_machine():
+    rows = [Row("x", "base", 2.0, 3.0, "img/s", ">= 1.80x", False, ratio=1.5),
+            Row("y", "base", None, 80.0, "ms", "<= 100 ms", True)]
+    text = "\n".join(table_lines(rows, {"cpu": "test cpu"}))
+    assert "| x " in text and "1.50x" in text and "MISS" in text and "pass" in text
+    assert "cpu: test cpu" in text
+
+
+def test_engine_vs_seed_at_a_tiny_size():
+    from benchmarks.speed import bench_engine_vs_seed
+
+    row = bench_engine_vs_seed("cpu", steps=2, repeats=1, warmup=1, log=quiet)
+    assert_measured(row)
+    assert row.baseline and row.baseline > 0 and row.ratio and row.ratio > 0
+
+
+def test_responsiveness_at_a_tiny_size():
+    from benchmarks.tui import bench_responsiveness
+
+    row = bench_responsiveness("cpu", presses=1, log=quiet)
+    assert_measured(row)
+    assert sorted(len(v) for v in row.samples.values()) == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_tui_vs_headless_at_a_tiny_size():
+    pytest.importorskip("pexpect")
+    from benchmarks.tui import bench_tui_vs_headless
+
+    row = bench_tui_vs_headless("cpu", steps=2, repeats=1, threads=1, log=quiet)
+    assert_measured(row)
+    assert row.baseline and row.baseline > 0
+
+
+@pytest.mark.slow
+def test_startup_at_a_tiny_size():
+    pytest.importorskip("pexpect")
+    from benchmarks.startup import bench_startup
+
+    row = bench_startup(repeats=1, threads=1, log=quiet)
+    assert_measured(row)
+    assert row.baseline and row.baseline > 0
+
+
+@pytest.mark.slow
+def test_memory_at_a_tiny_size():
+    from benchmarks.memory import bench_memory
+
+    row = bench_memory("cpu", limit=128, repeats=1, threads=1, log=quiet)
+    assert_measured(row)
+    assert row.baseline and row.baseline > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the sync check needs a CUDA GPU")
+def test_sync_check_on_a_gpu():
+    from benchmarks.sync import bench_sync
+
+    row = bench_sync("cuda", steps=4, log=quiet)
+    assert row.baseline is not None and row.baseline >= 1  # the seed's .item() calls
+
+
+def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--quick", "--device", "cpu", "--only", "speed,sync", "--steps", "2",
+                 "--repeats", "1", "--strict", "--quiet", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "engine vs seed loop (cpu)" in printed and "Machine: " in printed
+    data = json.loads(out.read_text())
+    assert [row["name"] for row in data["rows"]] == ["engine vs seed loop (cpu)"]
+    assert data["machine"]["device"] == "cpu"
+
+
+def test_main_rejects_an_unknown_benchmark():
+    with pytest.raises(SystemExit):
+        main(["--only", "speed,nonsense"])

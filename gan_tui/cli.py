@@ -89,15 +89,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules register themselves here."""
-    import importlib
+    from gan_tui import evaluate, sample
 
-    registrars = []
-    for module in ("gan_tui.sample", "gan_tui.evaluate"):
-        try:
-            registrars.append(importlib.import_module(module).register)
-        except ImportError:  # a command whose module is not part of this build
-            continue
-    return registrars
+    return [sample.register, evaluate.register]
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:

@@ -30,10 +30,10 @@ from rich.table import Table
 from gan_tui.checkpoint import load_generator
 from gan_tui.config import TrainConfig
 from gan_tui.engine import Trainer
-from gan_tui.evaluate import generate
 from gan_tui.events import Event, Finished, StepStats
 from gan_tui.metrics import score_digits
-from gan_tui.models import PRESETS
+from gan_tui.models import PRESETS, cycle_labels
+from gan_tui.sample import generate
 
 DEFAULT_BUDGET_S = 400.0
 QUICK_BUDGET_S = 10.0
@@ -85,8 +85,8 @@ def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: 
     last = sink.last
     epochs = trainer.epoch + trainer.batch / trainer.steps_per_epoch
     generator, saved = load_generator(finished.checkpoint or "", trainer.device)
-    images = generate(generator, samples, saved.latent_dim, seed + 1000, trainer.device,
-                      PRESETS[preset].conditional)
+    labels = cycle_labels(samples) if PRESETS[preset].conditional else None
+    images = generate(generator, samples, saved.latent_dim, seed + 1000, trainer.device, labels)
     scores = score_digits(torch.from_numpy(images), trainer.device)
     return Result(preset=preset, budget_s=budget_s, epochs=round(epochs, 2),
                   steps=trainer.global_step, train_s=round(last.elapsed_s if last else 0.0, 1),

@@ -230,6 +230,19 @@ def resolve(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
     return Path(path_or_latest)
 
 
+def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
+    """`latest`, a run folder or a file -> the file to load (checked by the loader)."""
+    if path_or_latest == "latest":
+        try:
+            return latest_checkpoint(runs_root)
+        except CheckpointError:
+            raise CheckpointError(f"no {runs_root}/*/checkpoints/last.pt under {Path.cwd()} "
+                                  "(train first, or pass --checkpoint PATH)") from None
+    path = Path(path_or_latest)
+    in_run = path / "checkpoints" / "last.pt"
+    return in_run if path.is_dir() and in_run.is_file() else path
+
+
 def run_dir_of(checkpoint_path: Path) -> Path:
     """runs/<name>/checkpoints/x.pt -> runs/<name>; otherwise the file's folder."""
     parent = checkpoint_path.resolve().parent

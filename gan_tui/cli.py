@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    from gan_tui.models import PRESETS
+    from gan_tui.presets import PRESET_INFO as PRESETS
 
     model = p.add_argument_group("model and optimiser (defaults: the seed tutorial)")
     model.add_argument("--preset", choices=list(PRESETS), help=f"network pair (default {d.preset})")
@@ -96,14 +96,15 @@ def _extra_commands() -> list[Callable[[Any], None]]:
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     """Merge flags over the defaults, or over the checkpoint's config when resuming."""
-    from gan_tui import checkpoint as ckpt
-    from gan_tui.models import PRESETS
+    from gan_tui.presets import PRESET_INFO as PRESETS
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
     if not args.resume:
         preset = PRESETS.get(overrides.get("preset", TrainConfig.preset))
         defaults = preset.defaults if preset else {}  # a preset's tuned knobs, under the flags
         return TrainConfig.from_dict({**defaults, **overrides}).validate(), None
+    from gan_tui import checkpoint as ckpt  # torch: only needed to resume
+
     path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
     saved = ckpt.config_of(ckpt.load_checkpoint(path), path).to_dict()
     saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives

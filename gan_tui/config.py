@@ -63,7 +63,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad setting; return self if all is well."""
         _check_types(self)  # a config read from a file may hold anything
-        from gan_tui.models import PRESETS  # late import: models imports torch
+        from gan_tui.presets import PRESET_INFO as PRESETS
 
         choices = ", ".join
         _require(self.preset in PRESETS,

@@ -11,21 +11,19 @@ import argparse
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
-from gan_tui.checkpoint import load_generator, resolve
 from gan_tui.config import DEVICES
-from gan_tui.engine import resolve_device
-from gan_tui.errors import CheckpointError, GanTuiError
-from gan_tui.metrics import QualityScores, histogram_bars, score_digits
-from gan_tui.models import PRESETS, cycle_labels
+from gan_tui.errors import GanTuiError
+from gan_tui.presets import is_conditional
 
-BATCH = 1000  # digits per forward pass: bounded memory for large -n
+if TYPE_CHECKING:  # torch loads only when the command runs: `gan-tui --help` stays quick
+    from gan_tui.metrics import QualityScores
+
 DEFAULT_COUNT = 10_000
 SEED_LIMIT = 2**63
 
@@ -75,48 +73,28 @@ def _int(text: str) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run `gan-tui eval`; known failures raise GanTuiError (one line in the CLI)."""
+    import torch
+
+    from gan_tui.checkpoint import find_checkpoint, load_generator
+    from gan_tui.engine import resolve_device
+    from gan_tui.metrics import score_digits
+    from gan_tui.models import cycle_labels
+    from gan_tui.sample import generate
+
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint)
     generator, config = load_generator(path, device)
     seed = secrets.randbelow(SEED_LIMIT) if args.seed is None else args.seed
-    conditional = PRESETS[config.preset].conditional
+    # Conditional models: every class equally often, so coverage measures the model.
+    labels = cycle_labels(args.n) if is_conditional(config.preset) else None
     began = time.monotonic()
-    images = generate(generator, args.n, config.latent_dim, seed, device, conditional)
+    images = generate(generator, args.n, config.latent_dim, seed, device, labels)
     if not np.isfinite(images).all():
         raise EvalError(f"{path}: the generator produces NaN or infinite pixels")
     scores = score_digits(torch.from_numpy(images), device)
     print_scores(Console(highlight=False), scores, path, config.preset, seed,
                  time.monotonic() - began)
     return 0
-
-
-def find_checkpoint(path_or_latest: str, runs_root: str = "runs") -> Path:
-    """`latest`, a run folder or a file -> the file to load (checked by the loader)."""
-    if path_or_latest == "latest":
-        try:
-            return resolve("latest", runs_root)
-        except CheckpointError:
-            raise CheckpointError(f"no {runs_root}/*/checkpoints/last.pt under {Path.cwd()} "
-                                  "(train first, or pass --checkpoint PATH)") from None
-    path = Path(path_or_latest)
-    in_run = path / "checkpoints" / "last.pt"
-    return in_run if path.is_dir() and in_run.is_file() else path
-
-
-@torch.no_grad()
-def generate(generator: nn.Module, count: int, latent_dim: int, seed: int,
-             device: torch.device | str = "cpu", conditional: bool = False) -> np.ndarray:
-    """`count` digits (float32 N x 28 x 28); conditional models cycle through 0-9."""
-    generator.eval()
-    rng = torch.Generator().manual_seed(seed)
-    labels = cycle_labels(count) if conditional else None
-    parts = []
-    for start in range(0, count, BATCH):
-        stop = min(start + BATCH, count)
-        z = torch.randn(stop - start, latent_dim, generator=rng).to(device)
-        out = generator(z) if labels is None else generator(z, labels[start:stop].to(device))
-        parts.append(out.float().cpu().reshape(stop - start, 28, 28).numpy())
-    return np.concatenate(parts)
 
 
 def print_scores(console: Console, scores: QualityScores, path: Path, preset: str, seed: int,
@@ -135,5 +113,7 @@ def print_scores(console: Console, scores: QualityScores, path: Path, preset: st
                   "digits equally often)")
     table.add_row("mean confidence", f"{scores.confidence:.3f}", "top-class probability")
     console.print(table)
+    from gan_tui.metrics import histogram_bars
+
     console.print("predicted classes:\n" + "\n".join(histogram_bars(scores.histogram)))
     console.print(f"scored in {seconds:.1f}s")

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gan_tui.presets import PRESET_INFO
+
 IMAGE_PIXELS = 28 * 28
 
 
@@ -150,33 +152,23 @@ class Preset:
 
 # Channel width of the convolutional presets: small enough for CPU training.
 DCGAN_WIDTH = 32
-# The usual DCGAN recipe (Radford et al.): Adam 2e-4 for both, beta1 0.5; EMA samples.
-DCGAN_DEFAULTS: dict[str, Any] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "epochs": 30,
-                                  "ema": 0.999}
+
+
+def _preset(name: str, make_generator: Callable[[int], nn.Module],
+            make_discriminator: Callable[[], nn.Module]) -> Preset:
+    info = PRESET_INFO[name]
+    return Preset(name, info.description, make_generator, make_discriminator,
+                  info.conditional, dict(info.defaults))
+
 
 PRESETS: dict[str, Preset] = {
-    "seed": Preset(
-        name="seed",
-        description="the tutorial's MLP GAN, unchanged",
-        make_generator=Generator,
-        make_discriminator=Discriminator,
-    ),
-    "dcgan": Preset(
-        name="dcgan",
-        description="convolutional GAN for 28 x 28 (DCGAN-style), EMA samples",
-        make_generator=lambda latent_dim: ConvGenerator(latent_dim, width=DCGAN_WIDTH),
-        make_discriminator=lambda: ConvDiscriminator(width=DCGAN_WIDTH),
-        defaults=dict(DCGAN_DEFAULTS),
-    ),
-    "cgan": Preset(
-        name="cgan",
-        description="conditional DCGAN: draws the digit you ask for (keys 0-9)",
-        make_generator=lambda latent_dim: ConvGenerator(latent_dim, width=DCGAN_WIDTH,
-                                                        num_classes=NUM_CLASSES),
-        make_discriminator=lambda: ConvDiscriminator(width=DCGAN_WIDTH, num_classes=NUM_CLASSES),
-        conditional=True,
-        defaults=dict(DCGAN_DEFAULTS),
-    ),
+    "seed": _preset("seed", Generator, Discriminator),
+    "dcgan": _preset("dcgan", lambda latent_dim: ConvGenerator(latent_dim, width=DCGAN_WIDTH),
+                     lambda: ConvDiscriminator(width=DCGAN_WIDTH)),
+    "cgan": _preset("cgan",
+                    lambda latent_dim: ConvGenerator(latent_dim, width=DCGAN_WIDTH,
+                                                     num_classes=NUM_CLASSES),
+                    lambda: ConvDiscriminator(width=DCGAN_WIDTH, num_classes=NUM_CLASSES)),
 }
 
 

@@ -13,18 +13,19 @@ import math
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rich.console import Console
-from torch import nn
 
-from gan_tui.checkpoint import load_generator, resolve
 from gan_tui.config import DEVICES
-from gan_tui.engine import resolve_device
-from gan_tui.errors import CheckpointError, ConfigError, GanTuiError
-from gan_tui.models import PRESETS
+from gan_tui.errors import ConfigError, GanTuiError
+from gan_tui.presets import is_conditional
 from gan_tui.render import RENDER_MODES, render_grid
+
+if TYPE_CHECKING:  # torch loads only when a command runs: `gan-tui --help` stays quick
+    import torch
+    from torch import nn
 
 BATCH = 1000  # digits per forward pass: bounded memory for -n 10000 and more
 NUM_CLASSES = 10
@@ -133,10 +134,13 @@ def _out_path(text: str) -> Path:
 
 def run_sample(args: argparse.Namespace) -> int:
     """Run `gan-tui sample`; returns the exit code. Known failures raise GanTuiError."""
+    from gan_tui.checkpoint import find_checkpoint, load_generator
+    from gan_tui.engine import resolve_device
+
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint)
     generator, config = load_generator(path, device)
-    conditional = PRESETS[config.preset].conditional
+    conditional = is_conditional(config.preset)
     if args.digit is not None and not conditional:
         raise ConfigError(f"--digit needs a conditional model, but {path} holds the "
                           f"unconditional {config.preset!r} preset")
@@ -152,20 +156,6 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_checkpoint(path_or_latest: str, runs_root: str = "runs") -> Path:
-    """`latest`, a run folder or a file -> the file to load (checked by the loader)."""
-    if path_or_latest == "latest":
-        try:
-            return resolve("latest", runs_root)
-        except CheckpointError:
-            raise CheckpointError(f"no {runs_root}/*/checkpoints/last.pt under "
-                                  f"{Path.cwd()} (train first, or pass --checkpoint PATH)"
-                                  ) from None
-    path = Path(path_or_latest)
-    in_run = path / "checkpoints" / "last.pt"
-    return in_run if path.is_dir() and in_run.is_file() else path
-
-
 def default_cols(n: int) -> int:
     """A square-ish grid: 4 columns for 16 digits, 8 for 64, 100 for 10,000."""
     return max(1, math.ceil(math.sqrt(n)))
@@ -173,12 +163,13 @@ def default_cols(n: int) -> int:
 
 def class_labels(n: int, digit: int | None) -> torch.Tensor:
     """All `digit`, or 0, 1, ..., 9, 0, 1, ... so a grid shows every class."""
+    import torch
+
     if digit is not None:
         return torch.full((n,), digit, dtype=torch.long)
     return torch.arange(n, dtype=torch.long) % NUM_CLASSES
 
 
-@torch.no_grad()
 def generate(
     generator: nn.Module,
     n: int,
@@ -195,14 +186,18 @@ def generate(
     its running statistics, so a digit does not depend on the others in its batch.
     Labels (conditional models) go to the generator as `generator(z, labels)`.
     """
+    import torch
+
     generator.eval()
     rng = torch.Generator().manual_seed(seed)
     parts = []
-    for start in range(0, n, BATCH):
-        stop = min(start + BATCH, n)
-        z = torch.randn(BATCH, latent_dim, generator=rng)[: stop - start].to(device)
-        out = generator(z) if labels is None else generator(z, labels[start:stop].to(device))
-        parts.append(out.float().cpu().reshape(stop - start, *out.shape[-2:]).numpy())
+    with torch.no_grad():
+        for start in range(0, n, BATCH):
+            stop = min(start + BATCH, n)
+            z = torch.randn(BATCH, latent_dim, generator=rng)[: stop - start].to(device)
+            out = (generator(z) if labels is None
+                   else generator(z, labels[start:stop].to(device)))
+            parts.append(out.float().cpu().reshape(stop - start, *out.shape[-2:]).numpy())
     return np.concatenate(parts)
 
 
@@ -226,6 +221,7 @@ def save(images: np.ndarray, path: Path, cols: int) -> str:
 
 def save_png(images: np.ndarray, path: Path, cols: int) -> tuple[int, int]:
     """torchvision grid, `cols` per row, [-1, 1] mapped to [0, 1]; returns (width, height)."""
+    import torch
     from torchvision.utils import make_grid, save_image
 
     tensor = torch.from_numpy(images).unsqueeze(1) * 0.5 + 0.5

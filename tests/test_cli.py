@@ -137,3 +137,20 @@ def test_resume_latest_continues_from_the_saved_step(tmp_path):
     epochs = [r["epoch"] for r in records if r["event"] == "epoch"]
     assert epochs == list(range(1, saved_step // 8 + 2))  # no epoch lost or repeated
     assert len(list(tmp_path.glob("runs/*"))) == 1  # resumed into the same run directory
+
+
+def test_the_cli_and_the_app_load_without_torch():
+    """torch takes seconds to import: --help and the TUI's first frame must not wait for it."""
+    code = ("import sys; from gan_tui.cli import build_parser; build_parser(); "
+            "import gan_tui.tui.app; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_every_preset_is_described_and_buildable():
+    from gan_tui.models import PRESETS
+    from gan_tui.presets import PRESET_INFO
+
+    assert list(PRESETS) == list(PRESET_INFO)
+    assert all(PRESETS[n].conditional == PRESET_INFO[n].conditional for n in PRESETS)

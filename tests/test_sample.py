@@ -21,6 +21,7 @@ from gan_tui.cli import main
 from gan_tui.config import TrainConfig
 from gan_tui.engine import Trainer
 from gan_tui.models import PRESETS, Discriminator, Generator, Preset
+from gan_tui.presets import PRESET_INFO, PresetInfo
 from gan_tui.render import fit_columns, grid_size
 
 BRAILLE = range(0x2800, 0x2900)
@@ -204,6 +205,7 @@ def conditional(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A gan-tui checkpoint of a conditional preset, registered only for this test."""
     preset = Preset("echo", "test double", LabelEcho, Discriminator, conditional=True)
     monkeypatch.setitem(PRESETS, "echo", preset)
+    monkeypatch.setitem(PRESET_INFO, "echo", PresetInfo("echo", "test double", conditional=True))
     path = tmp_path / "echo.pt"
     torch.save({"format": FORMAT, "config": TrainConfig(preset="echo").to_dict(),
                 "generator": LabelEcho().state_dict()}, path)

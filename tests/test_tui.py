@@ -1,29 +1,40 @@
 """Pilot tests: the dashboard's keys against a real (small) training run.
 
 Each test waits on conditions (with a timeout), never on a fixed delay, so a loaded
-machine only makes it slower. The one deliberate wait is the pause test's
-observation window, which proves the step counter stands still.
+machine only makes it slower. The deliberate waits are the pause test's observation
+window, which proves the step counter stands still, and a slow sink standing in for
+slow epoch-end work. Failures are real too: NaN data makes a run diverge, a file-size
+limit makes a save fail as on a full disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
+import io
+import signal
+import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
+from textual.content import Content
+from textual.widgets import Static
+from textual.widgets._toast import Toast
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import DataError
-from gan_tui.events import Samples, StepStats
-from gan_tui.tui.app import GanTuiApp
+from gan_tui.events import CheckpointSaved, Event, Quality, Samples, StepStats
+from gan_tui.tui.app import GanTuiApp, TrainerFactory, _report, make_trainer
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import Phase
-from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot
+from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot, ProgressPanel
 
 SIZE = (100, 30)
 TIMEOUT_S = 60.0  # generous: a loaded 2-core machine may be slow, never wrong
@@ -39,10 +50,28 @@ def run_async(test: Callable[..., Coroutine]) -> Callable[..., None]:
     return wrapper
 
 
-def real_config(tmp_path: Path, epochs: int = 500) -> TrainConfig:
+def real_config(tmp_path: Path, epochs: int = 500, **overrides: object) -> TrainConfig:
     # 4 steps per epoch on 256 real digits; long enough that no test sees the end.
+    settings = {"run_dir": str(tmp_path / "run"), **overrides}
     return TrainConfig(limit=256, epochs=epochs, batch_size=64, seed=0, device="cpu",
-                       run_dir=str(tmp_path / "run"), stats_interval_ms=0)
+                       stats_interval_ms=0, **settings)  # type: ignore[arg-type]
+
+
+def reacting(react: Callable[[Event, object], None]) -> TrainerFactory:
+    """The real trainer, whose sink also calls `react(event, trainer)` on the training
+    thread once the app has the event (to poison data, or to be slow)."""
+
+    def factory(config: TrainConfig, sink: Callable[[Event], None], resume: str | None):
+        box: list[object] = []
+
+        def sink_and_react(event: Event) -> None:
+            sink(event)
+            react(event, box[0])
+
+        box.append(make_trainer(config, sink_and_react, resume))
+        return box[0]
+
+    return factory
 
 
 async def wait_for(pilot, condition: Callable[[], object], what: str,
@@ -76,10 +105,31 @@ def load_weights_only(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def toasts(app: GanTuiApp) -> list[str]:
+    """The notices on screen, as the user reads them."""
+    return [toast.render().plain for toast in app.screen.query(Toast)]
+
+
+async def wait_toast(pilot, app: GanTuiApp, part: str) -> str:
+    await wait_for(pilot, lambda: any(part in t for t in toasts(app)), f"a notice with {part!r}")
+    return next(t for t in toasts(app) if part in t)
+
+
+def plain(renderable: object, width: int) -> str:
+    console = Console(width=width, file=io.StringIO())
+    with console.capture() as capture:
+        console.print(renderable)
+    return capture.get()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @run_async
 async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
     app = GanTuiApp(real_config(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 2,
                        "the first steps")
         assert app.phase is Phase.TRAINING
@@ -114,6 +164,9 @@ async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
         assert state["global_step"] == paused_at
         await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED after saving")
 
+        await pilot.press("5")  # the seed preset cannot draw a chosen digit: say so
+        await wait_toast(pilot, app, "Digit keys need a conditional preset such as --preset cgan")
+
         await pilot.press("p")  # p is the other pause key
         await wait_for(pilot, lambda: app.phase is Phase.TRAINING, "TRAINING")
         await wait_for(pilot, lambda: step_of(app) > paused_at, "steps after resuming")
@@ -126,7 +179,7 @@ async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
 @run_async
 async def test_quit_saves_last_pt_and_exits_quickly(tmp_path: Path, key: str) -> None:
     app = GanTuiApp(real_config(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 6,
                        "training in its second epoch")
         pressed = time.monotonic()
@@ -141,13 +194,15 @@ async def test_quit_saves_last_pt_and_exits_quickly(tmp_path: Path, key: str) ->
     state = load_weights_only(last)
     assert app.finished is not None and app.finished.reason == "stopped"
     assert state["global_step"] == app.finished.global_step
-    assert app.resume_hint() is not None and str(last) in app.resume_hint()
+    epoch, step = app.finished.epoch, app.finished.global_step
+    assert app.ending_lines() == [f"Stopped at epoch {epoch}, step {step}; saved {last}",
+                                  f"Resume with: gan-tui train --resume {last}"]
 
 
 @run_async
 async def test_quit_while_paused(tmp_path: Path) -> None:
     app = GanTuiApp(real_config(tmp_path))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.progress is not None, "the first steps")
         await pilot.press("space")
         await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
@@ -156,17 +211,53 @@ async def test_quit_while_paused(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
+SLOW_EPOCH_END_S = 2.5  # epoch-end work (scoring, saving) standing in for a slow machine
+
+
 @run_async
-async def test_completed_run_shows_done_and_needs_no_resume(tmp_path: Path) -> None:
-    app = GanTuiApp(real_config(tmp_path, epochs=2))
-    async with app.run_test(size=SIZE) as pilot:
+async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_path: Path) -> None:
+    stats: list[StepStats] = []
+    scores: list[Quality] = []
+
+    def slow_first_epoch_end(event: Event, trainer: object) -> None:
+        if isinstance(event, StepStats):
+            stats.append(event)
+        elif isinstance(event, Quality):
+            scores.append(event)
+            if event.epoch == 0:
+                time.sleep(SLOW_EPOCH_END_S)
+
+    app = GanTuiApp(real_config(tmp_path, epochs=2),
+                    trainer_factory=reacting(slow_first_epoch_end))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.phase is Phase.DONE, "DONE")
-        assert "Epoch: [1/2]" in log_text(app)
+        log = log_text(app)
+        assert "Epoch: [1/2]" in log
         assert app.query_one(DigitsPanel).images is not None
+
+        # Each epoch's scores are logged; the latest show under the progress bars and
+        # their class histogram as bars in the digits panel's border.
+        assert [line for line in log.splitlines() if line.startswith("quality: FID")] == [
+            f"quality: FID {q.fid:.2f} | IS {q.score:.2f} | coverage {q.coverage:.3f} | "
+            f"conf {q.confidence:.3f}" for q in scores]
+        quality = app.quality
+        assert quality is not None and quality.epoch == 1 and sum(quality.histogram) == 1000
+        progress = app.query_one(ProgressPanel)
+        shown = plain(progress.render(), progress.content_size.width)
+        assert f"FID {quality.fid:.2f} · IS {quality.score:.2f} · coverage" in shown
+        subtitle = Content.from_markup(app.query_one(DigitsPanel).border_subtitle or "").plain
+        assert "classes 0" in subtitle and "9" in subtitle and "r blocks" in subtitle
+        assert any(bar in subtitle for bar in "▁▂▃▄▅▆▇█")
+
         await pilot.press("space")  # nothing to pause: a notice, no crash
         await pilot.press("q")
         await wait_exited(app)
-    assert app.resume_hint() is None
+    assert app.ending_lines() == [f"Done: 2 epochs, 8 steps. Run directory: {tmp_path / 'run'}"]
+    assert app.return_code == 0
+    # The speed right after an epoch end is the training speed: the slow epoch-end work is
+    # not in it (measured from the next epoch's first step).
+    first_of_second = next(s for s in stats if s.epoch == 1)
+    assert first_of_second.img_per_s > 64 / SLOW_EPOCH_END_S
 
 
 @run_async
@@ -175,7 +266,7 @@ async def test_start_failure_is_shown_politely(tmp_path: Path) -> None:
         raise DataError("no digits here: /nowhere is empty")
 
     app = GanTuiApp(real_config(tmp_path), trainer_factory=broken)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.phase is Phase.ERROR, "ERROR")
         assert "no digits here" in log_text(app)
         await pilot.press("q")
@@ -186,7 +277,7 @@ async def test_start_failure_is_shown_politely(tmp_path: Path) -> None:
 @run_async
 async def test_view_keys_and_help_without_training() -> None:
     app = GanTuiApp(TrainConfig(), autostart=False)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         digits, plot = app.query_one(DigitsPanel), app.query_one(LossPlot)
         await pilot.press("r")
         assert digits.mode == "braille"
@@ -198,6 +289,8 @@ async def test_view_keys_and_help_without_training() -> None:
         assert plot.log_y
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        keys = app.screen.query_one("#help-keys", Static)
+        assert "0-9" in plain(keys.content, 80)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("q")
@@ -207,7 +300,7 @@ async def test_view_keys_and_help_without_training() -> None:
 @run_async
 async def test_conditional_samples_show_their_labels() -> None:
     app = GanTuiApp(TrainConfig(), autostart=False)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         images = np.full((16, 28, 28), -1.0, dtype=np.float32)
         app.feed(Samples(epoch=0, global_step=5, images=images, fixed=False,
                          labels=tuple(i % 10 for i in range(16))))
@@ -230,7 +323,7 @@ def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
     app = GanTuiApp(real_config(tmp_path))
 
     async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 2,
                            "the first steps")
 
@@ -251,14 +344,14 @@ def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
 @run_async
 async def test_resume_continues_the_run_with_its_history(tmp_path: Path) -> None:
     first = GanTuiApp(real_config(tmp_path, epochs=2))
-    async with first.run_test(size=SIZE) as pilot:
+    async with first.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: first.phase is Phase.DONE, "the first run to finish")
         await pilot.press("q")
         await wait_exited(first)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
 
     app = GanTuiApp(real_config(tmp_path, epochs=4), resume=str(last))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_for(pilot, lambda: app.phase is Phase.DONE, "the resumed run to finish")
         assert f"Resumed from {last}" in log_text(app)
         assert app.progress.start_step == 8 and app.progress.global_step == 16
@@ -267,16 +360,148 @@ async def test_resume_continues_the_run_with_its_history(tmp_path: Path) -> None
         await wait_exited(app)
 
 
+def poison_after_first_epoch(before: list[str]) -> Callable[[Event, object], None]:
+    """Once the first epoch's last.pt is written, every digit becomes NaN: the next step
+    diverges for real."""
+
+    def react(event: Event, trainer) -> None:
+        if isinstance(event, CheckpointSaved) and event.global_step == 4:
+            before.append(digest(Path(event.path)))
+            trainer.data[:] = float("nan")
+
+    return react
+
+
 @run_async
-async def test_non_finite_losses_show_diverged() -> None:
-    app = GanTuiApp(TrainConfig(), autostart=False)
-    async with app.run_test(size=SIZE) as pilot:
-        app.feed(StepStats(epoch=0, epochs=1, batch=1, steps_per_epoch=10, global_step=1,
-                           g_loss=float("nan"), d_loss=0.5, d_real=0.5, d_fake=0.5,
-                           img_per_s=1.0, elapsed_s=1.0))
-        app.poll_events()
-        await pilot.pause()
-        assert app.phase is Phase.DIVERGED
-        assert "diverged" in log_text(app)
+async def test_divergence_pauses_refuses_resume_and_save_and_quit_explains(
+        tmp_path: Path, capsys) -> None:
+    before: list[str] = []
+    app = GanTuiApp(real_config(tmp_path), trainer_factory=reacting(poison_after_first_epoch(
+        before)))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.phase is Phase.DIVERGED and app._paused,
+                       "DIVERGED, paused")
+        assert str(app.query_one("#badge").content).strip() == "DIVERGED"
+        said = ("training diverged at step 5, in epoch [1/500] (g_loss nan, d_loss nan, "
+                f"d_real nan); nothing was saved over the last good checkpoint {last} (step 4)")
+        assert f"Diverged: {said}" in log_text(app)
+        # Literally, [1/500] included: no markup is read into messages.
+        await wait_toast(pilot, app, said)
+
+        await pilot.press("space")  # the engine refuses to resume NaN weights
+        await wait_toast(pilot, app, "cannot resume: the generator and discriminator weights "
+                                     "are not finite")
+        await pilot.press("space")  # and says so again at each press
+        await wait_for(pilot, lambda: log_text(app).count("cannot resume") == 2,
+                       "a second refusal")
+        await pilot.press("s")  # nor saves them
+        await wait_toast(pilot, app, f"not saving {last}: the generator and discriminator")
+        assert step_of(app) == 5
         await pilot.press("q")
         await wait_exited(app)
+    assert app.finished is not None
+    assert (app.finished.reason, app.finished.checkpoint_step) == ("diverged", 4)
+    assert digest(last) == before[0]  # not a byte changed
+    assert app.return_code == 3  # as headless runs exit after a divergence
+    ending = [f"Diverged at epoch 1, step 5; {last} still holds step 4.",
+              f"Resume with lower learning rates: gan-tui train --resume {last} "
+              "--lr-g 5e-05 --lr-d 0.0001"]
+    assert app.ending_lines() == ending
+    capsys.readouterr()
+    assert _report(app) == 3
+    assert capsys.readouterr().out.splitlines() == ending  # printed after the screen closes
+
+
+@contextlib.contextmanager
+def full_disk() -> Iterator[None]:
+    """Files may not grow past 1 MiB: a checkpoint write fails with EFBIG, as on a full
+    disk (Python ignores SIGXFSZ, so the write raises instead of killing the process)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_FSIZE")
+@run_async
+async def test_a_failed_save_is_a_notice_training_goes_on_and_s_retries(tmp_path: Path) -> None:
+    run_dir = tmp_path / "[b]run[/b]"  # brackets that markup would eat
+    app = GanTuiApp(real_config(tmp_path, run_dir=str(run_dir)))
+    last = run_dir / "checkpoints" / "last.pt"
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.last_checkpoint is not None, "the first checkpoint")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        paused_at = step_of(app)
+        with full_disk():
+            await pilot.press("s")
+            notice = await wait_toast(pilot, app, "could not save")
+        assert f"could not save {last}: File too large; the last good checkpoint is {last} " \
+            "(step " in notice  # literally: brackets and all
+        assert notice.endswith("; free some space, the next save tries again")
+        assert app.phase is Phase.PAUSED and app.fatal_error is None  # not fatal
+
+        await pilot.press("s")  # space is back: s tries again, and saves
+        kept = run_dir / "checkpoints" / f"step_{paused_at:07d}.pt"
+        await wait_toast(pilot, app, str(kept))
+        assert load_weights_only(kept)["global_step"] == paused_at
+
+        log = app.query_one(LogPanel)  # read after the app has closed
+        with full_disk():  # the disk fills up again: training goes on, no save succeeds
+            await pilot.press("space")
+            await wait_for(pilot, lambda: step_of(app) > paused_at + 4, "an epoch end")
+            await pilot.press("q")
+            await wait_exited(app)
+    assert sum("could not save" in line.plain for line in log.lines) >= 3  # s, epoch, stop
+    finished = app.finished
+    assert finished is not None and finished.reason == "stopped"
+    assert paused_at == finished.checkpoint_step < finished.global_step
+    assert app.ending_lines()[0] == (
+        f"Stopped at epoch {finished.epoch}, step {finished.global_step}, but it could not be "
+        f"saved (see the error above); the newest checkpoint is {last} "
+        f"(step {finished.checkpoint_step}).")
+    assert any("could not be saved" in line.plain for line in log.lines)
+    assert load_weights_only(last)["global_step"] == finished.checkpoint_step
+    assert app.return_code == 1  # as headless: the last state is not on disk
+
+
+@run_async
+async def test_digit_keys_draw_that_digit_on_a_conditional_preset(tmp_path: Path) -> None:
+    app = GanTuiApp(real_config(tmp_path, preset="cgan"))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.progress is not None, "training to start")
+        await pilot.press("space")  # or the next epoch's fixed-noise grid replaces them
+        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        digits = app.query_one(DigitsPanel)
+        for key in ("3", "7"):
+            await pilot.press(key)
+            await wait_for(pilot, lambda k=key: digits.labels == [k] * 16, f"16 {key}s")
+            assert digits.caption.startswith(f"digit {key} · step ")
+            assert digits.images.shape == (16, 28, 28)
+        await pilot.press("q")
+        await wait_exited(app)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP")
+@run_async
+async def test_a_hangup_ignored_at_start_stays_ignored() -> None:
+    """Under nohup SIGHUP is ignored; the app leaves it so (SIGTERM is still handled)."""
+    hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        app = GanTuiApp(TrainConfig(), autostart=False, handle_signals=True)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == app._on_signal
+            await pilot.press("q")
+            await wait_exited(app)
+        app.restore_signal_handlers()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == term
+    finally:
+        signal.signal(signal.SIGHUP, hup)

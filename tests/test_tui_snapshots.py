@@ -14,12 +14,24 @@ from textual.pilot import Pilot
 
 from gan_tui.config import TrainConfig
 from gan_tui.data import load_bundled
-from gan_tui.events import CheckpointSaved, EpochEnd, Event, Paused, Samples, Started, StepStats
+from gan_tui.events import (
+    CheckpointSaved,
+    Diverged,
+    EpochEnd,
+    Event,
+    Paused,
+    Quality,
+    Samples,
+    Started,
+    StepStats,
+)
 from gan_tui.tui.app import GanTuiApp
 from gan_tui.tui.widgets import LossPlot
 
 STEPS_PER_EPOCH = 157
 EPOCHS = 100
+# Predicted classes of 1,000 scored samples: few 6s, as the seed's GAN tends to draw.
+HISTOGRAM = (61, 142, 98, 110, 95, 88, 23, 120, 104, 159)
 
 
 def scripted_events(epochs_done: int = 3, extra_batches: int = 60) -> list[Event]:
@@ -46,6 +58,10 @@ def scripted_events(epochs_done: int = 3, extra_batches: int = 60) -> list[Event
             events.append(EpochEnd(epoch=epoch, epochs=EPOCHS, global_step=step, g_loss=1.2,
                                    d_loss=1.1, d_real=0.6, d_fake=0.4, img_per_s=2_450.0,
                                    seconds=4.1))
+            events.append(Quality(epoch=epoch, global_step=step, fid=96.3 / (epoch + 1),
+                                  score=3.2 + epoch, coverage=0.85 + 0.04 * epoch,
+                                  confidence=0.71, histogram=HISTOGRAM, samples=1000,
+                                  seconds=0.12))
     events.append(Samples(epoch=epochs_done - 1, global_step=epochs_done * STEPS_PER_EPOCH,
                           images=real_digits(), fixed=True))
     events.append(CheckpointSaved("runs/20250101-120000-seed/checkpoints/last.pt",
@@ -84,11 +100,29 @@ def test_paused_braille_d_plot_log_y(snap_compare) -> None:
 
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot)
-        await pilot.press("r", "r", "v", "l")
+        await pilot.press("r", "v", "l")
         await settle(pilot)
 
     app = fed_app(Paused(global_step=531))
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_diverged(snap_compare) -> None:
+    """The engine paused a run whose losses became NaN: DIVERGED, and the log says why."""
+    last = "runs/20250101-120000-seed/checkpoints/last.pt"
+    diverged = Diverged(epoch=3, global_step=531, checkpoint=last, message=(
+        "training diverged at step 531, in epoch [4/100] (g_loss nan, d_loss nan); nothing "
+        f"was saved over the last good checkpoint {last} (step 471)"))
+    app = fed_app(diverged, Paused(global_step=531))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settle)
+
+
+def test_conditional_digit_at_80x24(snap_compare) -> None:
+    """A digit key's 16 samples (cgan): the title says which digit; at 80 x 24 the blocks
+    grid drops the per-digit captions rather than overflow the panel."""
+    threes = Samples(epoch=3, global_step=540, images=real_digits(), fixed=False,
+                     labels=(3,) * 16)
+    assert snap_compare(fed_app(threes), terminal_size=(80, 24), run_before=settle)
 
 
 def test_help_screen(snap_compare) -> None:

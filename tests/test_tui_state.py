@@ -1,4 +1,4 @@
-"""The dashboard's plain-Python parts: event buffer, plot thinning, digit fitting."""
+"""The dashboard's plain parts: event buffer, plot thinning, digit fitting, quality text."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from gan_tui.events import Paused, StepStats
+from gan_tui.events import Paused, Quality, StepStats
 from gan_tui.render import grid_size
 from gan_tui.tui.scaling import MAX_PX, MIN_PX, best_size, resize
 from gan_tui.tui.state import EventBuffer, History, Progress, ema, format_duration, thin
+from gan_tui.tui.widgets import class_bars, quality_line, step_ticks
 
 
 def stats(step: int, g: float = 1.0, d: float = 1.0) -> StepStats:
@@ -127,3 +128,48 @@ def test_terminal_hung_up_sees_the_other_end_close() -> None:
         assert terminal_hung_up(slave, timeout_s=1.0)
     finally:
         os.close(slave)
+
+
+def quality(fid: float = 12.345, coverage: float = 0.981) -> Quality:
+    return Quality(epoch=2, global_step=471, fid=fid, score=7.814, coverage=coverage,
+                   confidence=0.912, histogram=(0,) * 10, samples=1000, seconds=0.1)
+
+
+@pytest.mark.parametrize(("width", "text"), [
+    (80, "FID 12.35 · IS 7.81 · coverage 0.981 · conf 0.91"),
+    (40, "FID 12.35 · IS 7.81 · coverage 0.981"),
+    (30, "FID 12.35 · IS 7.81 · cov 0.98"),
+])
+def test_quality_line_says_as_much_as_fits(width: int, text: str) -> None:
+    assert quality_line(quality(), width).plain == text
+
+
+def test_quality_line_colours_coverage_and_explains_its_absence() -> None:
+    low = quality_line(quality(coverage=0.4), 80)
+    assert [span.style for span in low.spans if low.plain[span.start:span.end] == "0.400"] == [
+        "red"]
+    assert quality_line(None, 80, "no quality scores for this run").plain == (
+        "no quality scores for this run")
+
+
+def test_class_bars_scale_to_the_largest_class_and_flag_missing_digits() -> None:
+    bars = class_bars((0, 1, 50, 100, 25, 0, 60, 70, 80, 99))
+    assert bars.plain == "0 1▁2▄3█4▂5 6▅7▆8▇9█"
+    missing = {bars.plain[s.start:s.end] for s in bars.spans if s.style == "red"}
+    assert missing == {"0", "5"}
+    assert class_bars((3,) * 10, spaced=True).plain == "0█ 1█ 2█ 3█ 4█ 5█ 6█ 7█ 8█ 9█"
+
+
+@pytest.mark.parametrize(("lo", "hi", "labels"), [
+    (1, 531, ["100", "200", "300", "400", "500"]),
+    (313, 12_520, ["5k", "10k"]),  # one style per axis, not "5,000 10k"
+    (10_000, 12_000, ["10k", "11k", "12k"]),
+    (0, 120_000, ["0", "50k", "100k"]),
+])
+def test_step_ticks_are_round_and_labelled_alike(lo: int, hi: int, labels: list[str]) -> None:
+    ticks, shown = step_ticks(lo, hi, 4 if hi < 100_000 else 5)
+    assert shown == labels and all(lo <= t <= hi for t in ticks)
+
+
+def test_step_labels_keep_half_thousands() -> None:
+    assert step_ticks(10_000, 11_000, 3)[1] == ["10k", "10.5k", "11k"]

@@ -9,13 +9,16 @@ engine's thread-safe queue.
 Ending: q / ctrl+c ask the engine to stop (it saves last.pt) and the app exits when
 the worker returns. A signal (SIGHUP when the SSH connection drops, SIGTERM, SIGINT)
 or a terminal that hung up does the same without relying on the event loop, and an
-exit guard ends the process once the checkpoint is written.
+exit guard ends the process once the checkpoint is written. A run whose losses stop
+being numbers pauses itself (DIVERGED); q then ends it without saving over the last
+good checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import select
@@ -35,16 +38,18 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gan_tui.config import TrainConfig
-from gan_tui.errors import GanTuiError
+from gan_tui.errors import GanTuiError, one_line
 from gan_tui.events import (
     CheckpointSaved,
     Command,
+    Diverged,
     EpochEnd,
     Error,
     Event,
     Finished,
     Pause,
     Paused,
+    Quality,
     Resume,
     Resumed,
     Sample,
@@ -55,7 +60,7 @@ from gan_tui.events import (
     StepStats,
 )
 from gan_tui.tui.screens import HelpScreen
-from gan_tui.tui.state import EventBuffer, History, Phase, Progress, RunInfo, diverged
+from gan_tui.tui.state import EventBuffer, History, Phase, Progress, RunInfo
 from gan_tui.tui.widgets import (
     DigitsPanel,
     HeaderBar,
@@ -88,6 +93,14 @@ def make_trainer(config: TrainConfig, sink: Sink, resume: str | None,
     return Trainer(config, sink, resume=resume, force=force)
 
 
+@functools.cache
+def is_conditional(preset: str) -> bool:
+    """True for presets that draw a chosen digit (cgan); late import: models loads torch."""
+    from gan_tui.models import PRESETS
+
+    return preset in PRESETS and PRESETS[preset].conditional
+
+
 class GanTuiApp(App[int]):
     """Header, progress, loss plot, digits and log around one training run."""
 
@@ -109,6 +122,7 @@ class GanTuiApp(App[int]):
         Binding("r", "cycle_renderer", "Render"),
         Binding("v", "toggle_plot", "Plot"),
         Binding("l", "toggle_log_y", "Log-y"),
+        *(Binding(str(d), f"sample_digit({d})", f"Digit {d}", show=False) for d in range(10)),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         # Priority, so ctrl+c quits the same way wherever focus is (Textual's default
@@ -132,6 +146,10 @@ class GanTuiApp(App[int]):
     ) -> None:
         """`autostart=False` starts no training: tests then feed events with `feed()`."""
         super().__init__()
+        # A NaN loss pauses the run instead of ending it: the user sees it and decides.
+        # Set here, on the final config (a resumed run's comes from its checkpoint), so
+        # every trainer factory gets it.
+        config.on_divergence = "pause"
         self.config = config
         self.resume = resume
         self.buffer = EventBuffer()
@@ -143,6 +161,7 @@ class GanTuiApp(App[int]):
         self.progress: Progress | None = None
         self.started: Started | None = None
         self.finished: Finished | None = None
+        self.quality: Quality | None = None  # the latest scores
         self.fatal_error: str | None = None
         self.last_checkpoint: str | None = None
         self._trainer_factory = trainer_factory
@@ -163,6 +182,7 @@ class GanTuiApp(App[int]):
         self._saving = False
         self._save_notice: str | None = None
         self._diverged = False
+        self._epoch_ends = 0  # seen by this process: tells when no scores will come
 
     # ------------------------------------------------------------- layout
 
@@ -178,7 +198,10 @@ class GanTuiApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#progress", ProgressPanel).border_title = "Progress"
+        progress = self.query_one("#progress", ProgressPanel)
+        progress.border_title = "Progress"
+        if self.config.quality_samples == 0:
+            progress.show_quality(None, "quality scores off (--quality-samples 0)")
         self._refresh_panels()
         self.set_interval(self.POLL_S, self.poll_events)
         self._ui_loop = asyncio.get_running_loop()
@@ -303,20 +326,24 @@ class GanTuiApp(App[int]):
         )
         self.history.append(event.global_step, event.g_loss, event.d_loss,
                             event.d_real, event.d_fake)
-        if not self._diverged and diverged(event):
-            self._diverged = True
-            self.log_line(f"The losses are no longer finite at step {event.global_step:,}: "
-                          "the run diverged.", "bold red")
 
     def _handle_epoch_end(self, event: EpochEnd) -> None:
         self.log_line(event.seed_line())
+        self._epoch_ends += 1
+        # An epoch's scores come before the next EpochEnd: none by now means none at all
+        # (scores off, or a dataset the digit classifier cannot judge).
+        if self._epoch_ends > 1 and self.quality is None:
+            self.query_one(ProgressPanel).show_quality(None, "no quality scores for this run")
+
+    def _handle_quality(self, event: Quality) -> None:
+        self.quality = event
+        self.log_line(event.line(), "cyan")
+        self.query_one(ProgressPanel).show_quality(event)
+        self.query_one(DigitsPanel).show_classes(event.histogram)
 
     def _handle_samples(self, event: Samples) -> None:
-        if event.fixed:
-            caption = f"epoch {event.epoch + 1} · fixed noise"
-        else:
-            caption = f"fresh · step {event.global_step:,}"
         digits = self.query_one(DigitsPanel)
+        caption = _samples_caption(event)
         had_labels = digits.labels is not None
         digits.show(event.images, caption, event.labels)
         if had_labels != (digits.labels is not None):
@@ -334,12 +361,24 @@ class GanTuiApp(App[int]):
             self._saving = event.reason == "request"
 
     def _handle_paused(self, event: Paused) -> None:
-        self._paused = True
+        self._paused = self._want_pause = True  # the engine may pause itself (divergence)
         self.log_line(f"Paused at step {event.global_step:,}", "yellow")
 
     def _handle_resumed(self, event: Resumed) -> None:
-        self._paused = False
+        self._paused = self._want_pause = False
+        self._diverged = False  # the engine resumes a diverged run only if its weights are fine
         self.log_line(f"Resumed at step {event.global_step:,}", "yellow")
+
+    def _handle_diverged(self, event: Diverged) -> None:
+        self._diverged = True
+        message = one_line(event.message)
+        self.log_line(f"Diverged: {message}", "bold red")
+        then = ("resume the last good checkpoint" if event.checkpoint
+                else "start again")  # nothing of this run was saved yet
+        self.log_line(f"Press q to end the run (nothing more is saved), then {then} with "
+                      "lower learning rates.", "red")
+        self.notify(f"{message}. Press q to end the run.", title="Training diverged",
+                    severity="error", timeout=20, markup=False)
 
     def _handle_finished(self, event: Finished) -> None:
         self.finished = event
@@ -347,16 +386,19 @@ class GanTuiApp(App[int]):
         self._saving = False
         if event.checkpoint:
             self.last_checkpoint = event.checkpoint
-        verb = "Finished" if event.reason == "completed" else "Stopped"
-        self.log_line(f"{verb} after {event.epoch} epochs, step {event.global_step:,}.", "bold")
+        # Says what is true: "saved" only when the checkpoint holds the last step.
+        for line in self.ending_lines():
+            self.log_line(line, "bold")
 
     def _handle_error(self, event: Error) -> None:
+        message = one_line(event.message)  # paths in it may hold control characters
         if event.fatal:
-            self.fatal_error = event.message
+            self.fatal_error = message
         self._saving = False
-        self.log_line(("Error: " if event.fatal else "Warning: ") + event.message, "bold red")
-        self.notify(event.message, title="Error" if event.fatal else "Warning",
-                    severity="error" if event.fatal else "warning", timeout=8, markup=False)
+        self.log_line(("Error: " if event.fatal else "Warning: ") + message, "bold red")
+        # markup=False everywhere: a path like runs/[b]x[/b] must show as typed.
+        self.notify(message, title="Error" if event.fatal else "Warning",
+                    severity="error" if event.fatal else "warning", timeout=10, markup=False)
 
     def _handle_other(self, event: Event) -> None:
         """Newer engine events: log their own summary line if they have one."""
@@ -374,6 +416,8 @@ class GanTuiApp(App[int]):
         Resumed: _handle_resumed,
         Finished: _handle_finished,
         Error: _handle_error,
+        Diverged: _handle_diverged,
+        Quality: _handle_quality,
     }
 
     # ------------------------------------------------------------ drawing
@@ -411,6 +455,11 @@ class GanTuiApp(App[int]):
     def action_toggle_pause(self) -> None:
         if not self._engine_ready():
             return
+        if self._diverged:
+            # The engine paused itself; it answers each Resume (an Error notice while
+            # the weights are not numbers), so every press asks again.
+            self.send(Resume())
+            return
         # Toggle what was asked, not what was last seen: two quick presses cancel out.
         self._want_pause = not self._want_pause
         self.send(Pause() if self._want_pause else Resume())
@@ -424,6 +473,16 @@ class GanTuiApp(App[int]):
     def action_sample(self) -> None:
         if self._engine_ready():
             self.send(Sample(count=16))
+
+    def action_sample_digit(self, digit: int) -> None:
+        """16 fresh samples of one digit, for presets conditioned on the class."""
+        if not self._engine_ready():
+            return
+        if not is_conditional(self.config.preset):
+            self.notify("Digit keys need a conditional preset such as --preset cgan.",
+                        timeout=5, markup=False)
+            return
+        self.send(Sample(count=16, digit=digit))
 
     def _engine_ready(self) -> bool:
         """True if commands reach a running engine; otherwise say why not."""
@@ -472,7 +531,10 @@ class GanTuiApp(App[int]):
             self._exit_app()
             return
         trainer.request_stop(reason)
-        self.log_line("Saving last.pt before quitting…", "bold")
+        if self._diverged:
+            self.log_line("Stopping; the diverged weights are not saved…", "bold")
+        else:
+            self.log_line("Saving last.pt before quitting…", "bold")
         self._refresh_panels()
         self.set_timer(self.QUIT_TIMEOUT_S, self._exit_app)
 
@@ -480,10 +542,17 @@ class GanTuiApp(App[int]):
         self.exit(return_code=self.exit_code())
 
     def exit_code(self) -> int:
-        """1 after a fatal error, 128 + signal after a signal, else 0 (shell conventions)."""
+        """1 after a fatal error, 128 + signal after a signal; else as headless runs end:
+        3 when the run diverged, 1 when its last state could not be saved, else 0."""
         if self.fatal_error:
             return 1
-        return 128 + self._signal if self._signal else 0
+        if self._signal:
+            return 128 + self._signal
+        if self.finished is None:
+            return 0
+        from gan_tui.headless import exit_code  # late import: it loads the engine
+
+        return exit_code(self.finished, [])
 
     # ------------------------------------------------------------ signals
 
@@ -496,8 +565,11 @@ class GanTuiApp(App[int]):
         next write (textual#6692), so nothing here may wait for the loop.
         """
         for name in ("SIGHUP", "SIGTERM", "SIGINT"):
-            signum = getattr(signal, name, None)
-            if signum is not None:  # Windows has no SIGHUP
+            signum = getattr(signal, name, None)  # Windows has no SIGHUP
+            # One the process was started ignoring stays ignored, as in headless runs
+            # (SIGHUP under nohup). A terminal that hangs up still ends the app: see
+            # _watch_terminal; a dashboard has nothing to draw on without one.
+            if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _watch_terminal(self) -> None:
@@ -553,17 +625,21 @@ class GanTuiApp(App[int]):
 
     # ------------------------------------------------------------ after
 
-    def resume_hint(self) -> str | None:
-        """The command that continues this run, if it stopped before its last epoch."""
-        if self.finished is not None and self.finished.reason == "completed":
-            return None
-        run_dir = self.finished.run_dir if self.finished else self.info.run_dir
-        if not run_dir:
-            return None
-        last = Path(run_dir) / "checkpoints" / "last.pt"
-        if not last.exists():
-            return None
-        return f"gan-tui train --resume {_display_path(last)}"
+    def ending_lines(self) -> list[str]:
+        """How the run ended and how to go on from it, in the headless runner's words
+        (paths as typed when inside the working directory)."""
+        finished = self.finished
+        if finished is None:  # it never started, or crashed before it could say
+            last = Path(self.info.run_dir) / "checkpoints" / "last.pt"
+            if self.info.run_dir and last.exists():
+                return [f"Resume with: gan-tui train --resume {_display_path(last)}"]
+            return []
+        from gan_tui.headless import ending_lines  # late import: it loads the engine
+
+        shown = dataclasses.replace(
+            finished, run_dir=_display_path(Path(finished.run_dir)),
+            checkpoint=finished.checkpoint and _display_path(Path(finished.checkpoint)))
+        return ending_lines(shown, self.config)
 
 
 _SAVE_REASONS = {
@@ -586,6 +662,14 @@ def _stop_when_cancelled(worker: Worker[None], trainer: TrainerLike, done: threa
         if worker.cancelled_event.wait(0.25):
             trainer.request_stop("interrupt")
             return
+
+
+def _samples_caption(event: Samples) -> str:
+    if event.fixed:
+        return f"epoch {event.epoch + 1} · fixed noise"
+    if event.labels and len(set(event.labels)) == 1:  # a digit key on a conditional preset
+        return f"digit {event.labels[0]} · step {event.global_step:,}"
+    return f"fresh · step {event.global_step:,}"
 
 
 def _display_path(path: Path) -> str:
@@ -618,10 +702,7 @@ def _report(app: GanTuiApp) -> int:
     with contextlib.suppress(OSError):  # after SIGHUP there may be no terminal left
         if app.fatal_error:
             print(f"gan-tui: error: {app.fatal_error}", file=sys.stderr)
-        if app.finished is not None:
-            print(f"Run folder: {_display_path(Path(app.finished.run_dir))}", file=out)
-        hint = app.resume_hint()
-        if hint:
-            print(f"Resume with: {hint}", file=out)
+        for line in app.ending_lines():
+            print(line, file=out)
         out.flush()
     return app.exit_code() or (app.return_code or 0)  # Textual sets 1 if the app crashed

@@ -15,6 +15,7 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("space / p", "Pause or resume (between two steps: the step counter stops)"),
     ("s", "Save a checkpoint now; a notice shows its path"),
     ("g", "Generate 16 fresh digits now (works while paused)"),
+    ("0-9", "Sample 16 of that digit (conditional presets: --preset cgan)"),
     ("r", "Cycle the digit renderer: blocks, braille, ascii"),
     ("v", "Switch the plot: G/D loss or D(x)/D(G(z)) with the 0.5 line"),
     ("l", "Toggle a logarithmic y axis on the plot"),
@@ -26,7 +27,9 @@ ABOUT = (
     "gan-tui trains the classic MLP GAN on handwritten digits. The discriminator D "
     "learns to tell real digits (D(x) near 1) from generated ones (D(G(z)) near 0); "
     "the generator G learns to fool it. When both hover around 0.5, D can no longer "
-    "tell them apart."
+    "tell them apart.\n"
+    "Each epoch: digit FID (lower is better), IS (higher) and coverage (1 = all ten digits "
+    "drawn equally often); the bars under the digits count each digit drawn."
 )
 
 

@@ -189,11 +189,6 @@ class RunInfo:
     run_dir: str = ""
 
 
-def diverged(stats: StepStats) -> bool:
-    """The losses are no longer numbers: the run cannot recover."""
-    return not (math.isfinite(stats.g_loss) and math.isfinite(stats.d_loss))
-
-
 def format_duration(seconds: float | None) -> str:
     """H:MM:SS, or --:--:-- when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -19,8 +20,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from gan_tui.events import Quality
 from gan_tui.render import RENDER_MODES, render_grid, to_unit
-from gan_tui.tui.scaling import best_size, grid_cells, resize
+from gan_tui.tui.scaling import MIN_PX, best_size, grid_cells, resize
 from gan_tui.tui.state import History, Phase, Progress, RunInfo, ema, format_duration, thin
 
 PlotMode = Literal["loss", "d"]
@@ -49,21 +51,31 @@ class HeaderBar(Horizontal):
 
 
 class ProgressPanel(Widget):
-    """Epoch and batch bars with counts, speed, elapsed time and ETAs."""
+    """Epoch and batch bars with counts, speed, elapsed time and ETAs, and the latest
+    sample-quality scores."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._progress: Progress | None = None
         self._phase = Phase.STARTING
+        self._quality: Quality | None = None
+        self._quality_note = QUALITY_PENDING
 
     def show(self, progress: Progress | None, phase: Phase) -> None:
         self._progress, self._phase = progress, phase
         self.refresh()  # a repaint only: the panel's size never depends on its content
 
+    def show_quality(self, quality: Quality | None, note: str = "") -> None:
+        """The latest scores; `note` says why there are none (yet)."""
+        self._quality, self._quality_note = quality, note or QUALITY_PENDING
+        self.refresh()
+
     def render(self) -> RenderableType:
         if self._progress is None:
             return self._waiting(self._phase)
-        return self._table(self._progress, self._phase, self.content_size.width)
+        width = self.content_size.width
+        quality = quality_line(self._quality, width, self._quality_note)
+        return Group(self._table(self._progress, self._phase, width), quality)
 
     @staticmethod
     def _waiting(phase: Phase) -> Text:
@@ -85,10 +97,61 @@ class ProgressPanel(Widget):
         return Group(grid, _speed_line(p, phase, width))
 
 
+QUALITY_PENDING = "quality scores after each epoch"
+
+
+def quality_line(quality: Quality | None, width: int, note: str = QUALITY_PENDING) -> Text:
+    """Digit FID, IS, coverage (and confidence where it fits) on one line of `width`."""
+    if quality is None:
+        return Text(note, style="italic dim", no_wrap=True, overflow="ellipsis")
+    variants = [_quality_text(quality, confidence=True), _quality_text(quality),
+                _quality_text(quality, short=True)]
+    for text in variants:
+        if text.cell_len <= width:
+            return text
+    return variants[-1]
+
+
+def _quality_text(q: Quality, confidence: bool = False, short: bool = False) -> Text:
+    # Coverage is the collapse warning: 1.0 means every digit is drawn equally often.
+    coverage_style = "green" if q.coverage >= 0.95 else "yellow" if q.coverage >= 0.8 else "red"
+    items = [("FID", f"{q.fid:.2f}", "bold"), ("IS", f"{q.score:.2f}", "bold"),
+             ("cov" if short else "coverage", f"{q.coverage:.{2 if short else 3}f}",
+              coverage_style)]
+    if confidence:
+        items.append(("conf", f"{q.confidence:.2f}", "bold"))
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, (label, value, style) in enumerate(items):
+        text.append(" · " if i else "", style="dim")
+        text.append(f"{label} ")
+        text.append(value, style=style)
+    return text
+
+
+def class_bars(histogram: Sequence[int], spaced: bool = False) -> Text:
+    """The predicted-class histogram as ten labelled block bars: `0▂1▇2▅…9▄`.
+
+    Scaled to the largest class; any digit drawn at all gets at least the lowest bar,
+    and a digit never drawn (mode collapse) shows a red label over no bar.
+    """
+    top = max(max(histogram, default=0), 1)
+    text = Text(no_wrap=True)
+    for digit, count in enumerate(histogram):
+        level = math.ceil(count / top * len(_BARS))
+        text.append(" " if spaced and digit else "")
+        text.append(str(digit), style="red" if count == 0 else "dim")
+        text.append(_BARS[level - 1] if level else " ", style="cyan")
+    return text
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
 def _speed_line(p: Progress, phase: Phase, width: int) -> Text:
     # The last speed is stale once training halts; say why nothing moves instead.
     rate = {Phase.PAUSED: ("paused", "yellow"), Phase.DONE: ("done", "green"),
-            Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red")}.get(
+            Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red"),
+            Phase.DIVERGED: ("diverged", "red")}.get(
         phase, (f"{p.img_per_s:,.0f} img/s", "bold"))
     line = Text.assemble(rate, " · step ", (f"{p.global_step:,}", "bold"), " · ",
                          (format_duration(p.elapsed_s), "bold"), no_wrap=True,
@@ -158,6 +221,7 @@ class LossPlot(PlotextPlot):
             series = [("G", history.g_loss, "cyan"), ("D", history.d_loss, "magenta")]
         else:
             series = [("D(x)", history.d_real, "green"), ("D(G(z))", history.d_fake, "yellow")]
+        plotted = False
         for label, values, color in series:
             xs, ys = thin(history.steps, values, buckets)
             ys = ema(ys, alpha=0.3)
@@ -165,6 +229,9 @@ class LossPlot(PlotextPlot):
             if xs:  # the legend carries the latest raw value
                 plt.plot(xs, ys, label=f"{label} {values[-1]:.3f}", color=color,
                          marker="braille")
+                plotted = True
+        if len(history) and not plotted:  # e.g. a run that diverged at once: all NaN
+            plt.title("no finite values to plot")
         if self.mode == "d":
             plt.hline(0.5, "gray")
             if not self.log_y:
@@ -191,12 +258,13 @@ def step_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], list[
         return [first + i * spacing for i in range(int((hi - first) // spacing) + 1)]
 
     ticks = min((ticks_for(c) for c in candidates), key=lambda t: (abs(len(t) - count), len(t)))
-    return ticks, [_step_label(t) for t in ticks]
+    thousands = ticks[-1] >= 10_000  # one style per axis: "5k 10k", not "5,000 10k"
+    return ticks, [_step_label(t, thousands) for t in ticks]
 
 
-def _step_label(step: float) -> str:
-    if step >= 10_000:
-        return f"{step / 1000:,.0f}k"
+def _step_label(step: float, thousands: bool = False) -> str:
+    if thousands and step:
+        return f"{step / 1000:,.1f}".removesuffix(".0") + "k"  # 10,500 is 10.5k, not 10k
     return f"{step:,.0f}"
 
 
@@ -221,10 +289,14 @@ class DigitsPanel(Widget):
         self.images: np.ndarray | None = None
         self.labels: list[str] | None = None  # a class under each digit (conditional presets)
         self.caption = "waiting"
+        self.classes_seen: tuple[int, ...] | None = None  # predicted-class histogram
         self._grid_cache: tuple[tuple[object, ...], RenderableType] | None = None
 
     def on_mount(self) -> None:
         self._update_titles()
+
+    def on_resize(self) -> None:
+        self._update_titles()  # the subtitle says as much as the new width allows
 
     def show(self, images: np.ndarray, caption: str,
              labels: tuple[int, ...] | None = None) -> None:
@@ -242,15 +314,37 @@ class DigitsPanel(Widget):
     def watch_mode(self) -> None:
         self._update_titles()
 
+    def show_classes(self, histogram: Sequence[int]) -> None:
+        """How often the quality classifier saw each digit in the last epoch's samples."""
+        self.classes_seen = tuple(histogram)
+        self._update_titles()
+
     def _update_titles(self) -> None:
         self.border_title = f"Digits · {self.caption}"
-        self.border_subtitle = f"r {self.mode}"
+        self.border_subtitle = self._subtitle(self.outer_size.width - 4)  # corners, spaces
+
+    def _subtitle(self, width: int) -> Text:
+        """The class bars (as spacious as fit) and the renderer key, in the bottom border."""
+        key = Text(f"r {self.mode}")
+        if self.classes_seen is None:
+            return key
+        variants = [Text.assemble("classes ", class_bars(self.classes_seen, spaced), " · ", key)
+                    for spaced in (True, False)]
+        variants.append(Text.assemble(class_bars(self.classes_seen), " · ", key))
+        variants.append(class_bars(self.classes_seen))
+        return next((text for text in variants if text.cell_len <= width), variants[-1])
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
-        frame = self.styles.gutter.height
-        captions = self.labels is not None
-        px = best_size(self.mode, container.width, container.height - frame, captions=captions)
+        height = container.height - self.styles.gutter.height
+        captions = self._captions_fit(height)
+        px = best_size(self.mode, container.width, height, captions=captions)
         return grid_cells(self.mode, px, captions=captions)[0]
+
+    def _captions_fit(self, height: int) -> bool:
+        """A class under each digit, unless even the smallest captioned grid is too tall
+        (blocks at 80 x 24): then the digits keep their rows and the captions go."""
+        return (self.labels is not None
+                and grid_cells(self.mode, MIN_PX, captions=True)[1] <= height)
 
     def render(self) -> RenderableType:
         width, height = self.content_size
@@ -259,7 +353,7 @@ class DigitsPanel(Widget):
                         "Press g for fresh ones now.", style="italic", justify="center")
         key = (id(self.images), self.mode, width, height)
         if self._grid_cache is None or self._grid_cache[0] != key:
-            captions = self.labels
+            captions = self.labels if self._captions_fit(height) else None
             px = best_size(self.mode, width, height, n=len(self.images),
                            captions=captions is not None)
             grid = render_grid(resize(self.images, px), mode=self.mode, cols=4, max_width=width,

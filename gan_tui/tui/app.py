@@ -34,6 +34,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -99,6 +100,10 @@ def is_conditional(preset: str) -> bool:
     from gan_tui.models import PRESETS
 
     return preset in PRESETS and PRESETS[preset].conditional
+
+
+class EventsReady(Message):
+    """The engine sent an event the user is waiting to see (not a routine step update)."""
 
 
 class GanTuiApp(App[int]):
@@ -232,6 +237,11 @@ class GanTuiApp(App[int]):
             nonlocal reported
             reported = reported or (isinstance(event, Error) and event.fatal)
             self.buffer.put(event)
+            if not isinstance(event, (StepStats, CheckpointSaved)):
+                # Paused, Samples...: answer a key press now, not at the next poll. (Saves
+                # wait for the poll, which then sees last.pt and its kept copy together.)
+                # post_message is thread-safe and never waits for the UI.
+                self.post_message(EventsReady())
 
         try:
             trainer = self._trainer_factory(self.config, sink, self.resume)
@@ -287,6 +297,9 @@ class GanTuiApp(App[int]):
         """Queue events as if the engine had sent them (tests, replays)."""
         for event in events:
             self.buffer.put(event)
+
+    def on_events_ready(self, _message: EventsReady) -> None:
+        self.poll_events()
 
     def poll_events(self) -> None:
         """Fold every pending engine event into the state, then redraw what changed."""

@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # What the engine does when a loss stops being a number (see TrainConfig.on_divergence).
 DIVERGENCE_ACTIONS = ("stop", "pause")
 MAX_LATENT_DIM = 4096
-MAX_SEED = 2**63 - 3  # the engine seeds torch generators with seed + 1 and seed + 2
+MAX_SEED = 2**63 - 3  # the engine seeds torch generators with seed + 1, + 2 and + 3
 
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.

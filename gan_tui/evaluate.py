@@ -20,12 +20,12 @@ from rich.table import Table
 from gan_tui.config import DEVICES
 from gan_tui.errors import GanTuiError
 from gan_tui.presets import is_conditional
+from gan_tui.sample import SEED_LIMIT, parse_int, parse_seed
 
 if TYPE_CHECKING:  # torch loads only when the command runs: `gan-tui --help` stays quick
     from gan_tui.metrics import QualityScores
 
 DEFAULT_COUNT = 10_000
-SEED_LIMIT = 2**63
 
 
 class EvalError(GanTuiError):
@@ -43,7 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="a gan-tui checkpoint, a run folder, or 'latest' (default)")
     p.add_argument("-n", type=_count, default=DEFAULT_COUNT, metavar="N",
                    help=f"digits to score (default {DEFAULT_COUNT:,}; at least 2)")
-    p.add_argument("--seed", type=_seed, metavar="S",
+    p.add_argument("--seed", type=parse_seed, metavar="S",
                    help="noise seed: the same seed gives the same scores (default: random)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the generator and classifier run (default auto)")
@@ -51,24 +51,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _count(text: str) -> int:
-    value = _int(text)
+    value = parse_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 (a covariance), got {value}")
     return value
-
-
-def _seed(text: str) -> int:
-    value = _int(text)
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must lie in 0..2**63-1, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def run_eval(args: argparse.Namespace) -> int:

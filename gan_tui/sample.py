@@ -72,7 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--render", choices=RENDER_MODES,
                    help="how to draw (default: blocks where the output has colour, braille "
                    "otherwise, since half blocks without colour show nothing)")
-    p.add_argument("--seed", type=_seed, metavar="S",
+    p.add_argument("--seed", type=parse_seed, metavar="S",
                    help="noise seed: the same seed gives the same digits, and -n K gives the "
                    "first K of a larger -n (default: a fresh random seed)")
     p.add_argument("--digit", type=_digit, metavar="D",
@@ -93,27 +93,27 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = _int(text)
+    value = parse_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def _digit(text: str) -> int:
-    value = _int(text)
+    value = parse_int(text)
     if not 0 <= value < NUM_CLASSES:
         raise argparse.ArgumentTypeError(f"must be a class 0-{NUM_CLASSES - 1}, got {value}")
     return value
 
 
-def _seed(text: str) -> int:
-    value = _int(text)
+def parse_seed(text: str) -> int:
+    value = parse_int(text)
     if not 0 <= value < SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must lie in 0..2**64-1, got {value}")
     return value
 
 
-def _int(text: str) -> int:
+def parse_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:

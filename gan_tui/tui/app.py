@@ -60,6 +60,7 @@ from gan_tui.events import (
     Started,
     StepStats,
 )
+from gan_tui.process import freeze_startup_objects
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import EventBuffer, History, Phase, Progress, RunInfo
 from gan_tui.tui.widgets import (
@@ -135,7 +136,7 @@ class GanTuiApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    POLL_S: ClassVar[float] = 0.1  # how often the UI drains the engine's events
+    POLL_S: ClassVar[float] = 0.25  # how often the UI drains the engine's routine events
     QUIT_TIMEOUT_S: ClassVar[float] = 15.0  # give up waiting for the engine after this
     SIGNAL_SAVE_S: ClassVar[float] = 60.0  # after a signal, wait this long for the save
     SIGNAL_GRACE_S: ClassVar[float] = 5.0  # then this long for a normal exit (not SIGHUP)
@@ -148,8 +149,13 @@ class GanTuiApp(App[int]):
         trainer_factory: TrainerFactory = make_trainer,
         autostart: bool = True,
         handle_signals: bool = False,
+        freeze_gc: bool = False,
     ) -> None:
-        """`autostart=False` starts no training: tests then feed events with `feed()`."""
+        """`autostart=False` starts no training: tests then feed events with `feed()`.
+
+        The real process (`run_tui`) also handles signals and, once training is set up,
+        hides the start-up objects from the garbage collector (see gan_tui.process).
+        """
         super().__init__()
         # A NaN loss pauses the run instead of ending it: the user sees it and decides.
         # Set here, on the final config (a resumed run's comes from its checkpoint), so
@@ -172,6 +178,7 @@ class GanTuiApp(App[int]):
         self._trainer_factory = trainer_factory
         self._autostart = autostart
         self._handle_signals = handle_signals
+        self._freeze_gc = freeze_gc
         self._trainer: TrainerLike | None = None
         self._trainer_lock = threading.Lock()
         self._worker_done = not autostart
@@ -257,6 +264,8 @@ class GanTuiApp(App[int]):
             self._trainer = trainer
         if self._stop_requested:  # a signal came between the check and the assignment
             trainer.request_stop("interrupt")
+        if self._freeze_gc:
+            freeze_startup_objects()
         done = threading.Event()
         threading.Thread(target=_stop_when_cancelled, args=(worker, trainer, done),
                          name="gan-tui-watchdog", daemon=True).start()
@@ -700,7 +709,8 @@ def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False)
     `force` resumes a checkpoint even if its setup differs (the CLI's --force).
     """
     factory = functools.partial(make_trainer, force=force)
-    app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True)
+    app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True,
+                    freeze_gc=True)
     # No mouse: every control is a key, and the terminal keeps its own text selection
     # (handy for copying paths over SSH and in tmux).
     try:

@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal
 from textual.geometry import Size
 from textual.reactive import reactive
@@ -24,6 +24,7 @@ from gan_tui.events import Quality
 from gan_tui.render import RENDER_MODES, render_grid, to_unit
 from gan_tui.tui.scaling import MIN_PX, best_size, grid_cells, resize
 from gan_tui.tui.state import History, Phase, Progress, RunInfo, ema, format_duration, thin
+from gan_tui.tui.strips import KeptVisual
 
 PlotMode = Literal["loss", "d"]
 
@@ -53,6 +54,9 @@ class HeaderBar(Horizontal):
 class ProgressPanel(Widget):
     """Epoch and batch bars with counts, speed, elapsed time and ETAs, and the latest
     sample-quality scores."""
+
+    # No links to highlight: skips a per-segment pass over every redrawn line.
+    auto_links = reactive(False)
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -170,11 +174,14 @@ def _bar(completed: float, total: float) -> ProgressBar:
 class LossPlot(PlotextPlot):
     """G/D loss (or D(x)/D(G(z))) per step, smoothed and thinned to the widget's width.
 
-    Redrawing a plotext figure costs milliseconds, so it happens on a slow timer and
-    only when the data, the size or the view changed since the last drawing.
+    Redrawing a plotext figure costs ~10 ms of the CPU training runs on, so it happens
+    once a second, and only when the data, the size or the view changed since the last
+    drawing. Switching the view (v, l) redraws at once.
     """
 
-    REDRAW_S: ClassVar[float] = 0.5
+    auto_links = reactive(False)
+
+    REDRAW_S: ClassVar[float] = 1.0
 
     mode: reactive[PlotMode] = reactive("loss", init=False)
     log_y: reactive[bool] = reactive(False, init=False)
@@ -183,6 +190,7 @@ class LossPlot(PlotextPlot):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = history
         self._drawn: tuple[object, ...] | None = None
+        self._figure: tuple[object, KeptVisual] | None = None  # the last drawn figure
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -210,6 +218,13 @@ class LossPlot(PlotextPlot):
             self._drawn = key
             self._replot()
             self.refresh()
+
+    def render(self) -> RenderResult:
+        # Build the figure once per redraw, not again when only a border title changed.
+        key = (self._drawn, self.size, self.app.theme, self.theme)
+        if self._figure is None or self._figure[0] != key:
+            self._figure = (key, KeptVisual(self, super().render()))
+        return self._figure[1]
 
     def _replot(self) -> None:
         plt = self.plt
@@ -282,6 +297,8 @@ class DigitsPanel(Widget):
     half the screen, by CSS), so the plot on the left gets the rest.
     """
 
+    auto_links = reactive(False)
+
     mode: reactive[str] = reactive(RENDER_MODES[0], layout=True)
 
     def __init__(self, **kwargs: object) -> None:
@@ -290,7 +307,7 @@ class DigitsPanel(Widget):
         self.labels: list[str] | None = None  # a class under each digit (conditional presets)
         self.caption = "waiting"
         self.classes_seen: tuple[int, ...] | None = None  # predicted-class histogram
-        self._grid_cache: tuple[tuple[object, ...], RenderableType] | None = None
+        self._grid_cache: tuple[tuple[object, ...], KeptVisual] | None = None
 
     def on_mount(self) -> None:
         self._update_titles()
@@ -346,7 +363,7 @@ class DigitsPanel(Widget):
         return (self.labels is not None
                 and grid_cells(self.mode, MIN_PX, captions=True)[1] <= height)
 
-    def render(self) -> RenderableType:
+    def render(self) -> RenderResult:
         width, height = self.content_size
         if self.images is None:
             return Text("The fixed-noise digits appear after the first epoch.\n\n"
@@ -358,7 +375,7 @@ class DigitsPanel(Widget):
                            captions=captions is not None)
             grid = render_grid(resize(self.images, px), mode=self.mode, cols=4, max_width=width,
                                captions=captions)
-            self._grid_cache = (key, grid)
+            self._grid_cache = (key, KeptVisual(self, grid))
         return self._grid_cache[1]
 
 
@@ -368,6 +385,8 @@ class LogPanel(Widget):
     It keeps its own lines and wraps them at draw time, so they re-flow when the
     terminal is resized (RichLog wraps once, at the width it had when written).
     """
+
+    auto_links = reactive(False)
 
     def __init__(self, max_lines: int = 500, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ from gan_tui.events import (
     StepStats,
 )
 from gan_tui.metrics import histogram_bars
+from gan_tui.process import freeze_startup_objects
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -177,6 +178,7 @@ def run_headless(config: TrainConfig, resume: str | Path | None = None, force: b
     sink = HeadlessSink(console)
     config.on_divergence = "stop"  # nobody is there to resume a paused run
     trainer = Trainer(config, sink, resume=resume, force=force)
+    freeze_startup_objects()
     with stop_on_signals(trainer) as received:
         finished = trainer.run()
     if sink.console_lost:

@@ -50,7 +50,15 @@ from gan_tui.events import (
     StepStats,
     Stop,
 )
-from gan_tui.metrics import EPOCH, LOG, WINDOW, MetricsLog, RunningStats, score_digits
+from gan_tui.metrics import (
+    EPOCH,
+    LOG,
+    WINDOW,
+    MetricsLog,
+    RunningStats,
+    prepare_scoring,
+    score_digits,
+)
 from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels
 
 __all__ = ["Trainer", "resolve_device", "make_adam", "steps_per_epoch"]
@@ -59,6 +67,9 @@ __all__ = ["Trainer", "resolve_device", "make_adam", "steps_per_epoch"]
 _PAUSE_POLL_S = 0.25
 # The quality classifier knows MNIST digits only: scores on these datasets mean nothing.
 _UNSCORED_DATASETS = ("fashion-mnist", "kmnist")
+# What can go wrong while scoring (missing classifier weights, a singular covariance...):
+# it turns the scores off, never training.
+_SCORING_ERRORS = (GanTuiError, RuntimeError, ValueError, np.linalg.LinAlgError)
 _GENERATE_BATCH = 1000  # digits per forward pass when scoring: bounded memory
 
 
@@ -184,6 +195,8 @@ class Trainer:
         self._last_good: tuple[Path, int] | None = None  # newest good checkpoint, its step
         self._diverged: Diverged | None = None
         self._log_failing = False
+        self._stop_reason = "stop"
+        self._stopping = False  # a Stop was obeyed: the run ends at the next chance
         if state is not None:
             self._load_state(state)
 
@@ -205,10 +218,10 @@ class Trainer:
 
     def run(self) -> Finished:
         """Train until the configured epoch count or a Stop; return the Finished event."""
+        self._prepare_quality()
+        self.emit(self._started_event())
         self._started_at = time.monotonic()
         self._paused_s = 0.0
-        self._stop_reason = "stop"
-        self.emit(self._started_event())
         try:
             while self.epoch < self.config.epochs:
                 if not self._train_epoch() or not self._end_epoch():
@@ -346,8 +359,12 @@ class Trainer:
         self._save_sample_grid(images, self.samples_dir / f"epoch_{self.epoch + 1:04d}.png")
         self.emit(Samples(self.epoch, self.global_step, images, fixed=True,
                           labels=_label_tuple(self.fixed_labels)))
+        # The epoch's end takes ~0.1 s (scores, the save): answer key presses in between.
+        # A Stop is remembered and ends the run once this epoch is recorded.
+        self._obey_pending()
         if self._quality_on:
             self._score_quality()
+            self._obey_pending()
 
         self.epoch += 1
         self.batch = 0
@@ -427,17 +444,19 @@ class Trainer:
 
     def _obey_pending(self) -> bool:
         """Obey every queued command; False when training should stop."""
-        while True:
+        while not self._stopping:
             try:
                 command = self.commands.get_nowait()
             except queue.Empty:
                 return True
-            if not self._obey(command):
-                return False
+            self._obey(command)
+        return False
 
     def _obey(self, command: Command) -> bool:
+        """Obey one command; False when training should stop (now or once it can)."""
         if isinstance(command, Stop):
             self._stop_reason = command.reason
+            self._stopping = True
             return False
         if isinstance(command, Pause):
             return self._wait_while_paused()
@@ -505,6 +524,21 @@ class Trainer:
                                 strict=True):
             ema_buf.copy_(buf)
 
+    def _prepare_quality(self) -> None:
+        """Load the scorer before the first step: loaded at the first epoch's end, it held
+        up training and key presses for ~0.4 s."""
+        if not self._quality_on:
+            return
+        try:
+            prepare_scoring(self.device)
+        except _SCORING_ERRORS as exc:
+            self._quality_off(exc)
+
+    def _quality_off(self, exc: Exception) -> None:
+        # e.g. the classifier's weights are missing: a score must never stop training
+        self._quality_on = False
+        self.emit(Error(f"quality scores off: {exc}", fatal=False))
+
     def _score_quality(self) -> None:
         """Score `quality_samples` digits; the same noise every epoch, so epochs compare."""
         began = time.monotonic()
@@ -515,10 +549,8 @@ class Trainer:
         labels = cycle_labels(count) if self.conditional else None
         try:
             scores = score_digits(self._generate_tensor(noise, labels), self.device)
-        except (GanTuiError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-            # e.g. the classifier's weights are missing: a score must never stop training
-            self._quality_on = False
-            self.emit(Error(f"quality scores off: {exc}", fatal=False))
+        except _SCORING_ERRORS as exc:
+            self._quality_off(exc)
             return
         seconds = time.monotonic() - began
         self._log({"event": "quality", "epoch": self.epoch + 1, "step": self.global_step,

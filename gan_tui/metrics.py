@@ -140,6 +140,14 @@ def class_scores(probs: Tensor) -> tuple[float, float, float, tuple[int, ...]]:
             tuple(int(c) for c in counts))
 
 
+def prepare_scoring(device: str | torch.device = "cpu") -> None:
+    """Load the classifier and the real digits' feature statistics now (both cached), so
+    the first scoring does not pause whoever calls it."""
+    from gan_tui.classifier import real_feature_stats
+
+    real_feature_stats(str(torch.device(device)))
+
+
 def score_digits(images: Tensor | np.ndarray, device: str | torch.device | None = None
                  ) -> QualityScores:
     """All quality scores for N generated digits in [-1, 1] (N x 28 x 28 or N x 1 x 28 x 28).

@@ -138,6 +138,29 @@ def test_stop_saves_mid_epoch_and_says_where(small_config):
     assert (state["global_step"], state["batch"], state["epoch"]) == (5, 5, 0)
 
 
+def test_key_presses_during_an_epochs_end_are_answered_before_its_save(small_config):
+    """The end of an epoch (scores, the save) takes ~0.1 s: a sample asked for while
+    it runs comes before the save, and a stop is kept until the epoch is recorded."""
+    trainer: Trainer
+
+    def react(event):
+        if isinstance(event, Samples) and event.fixed and event.epoch == 0:
+            trainer.send(Sample(count=4))
+            trainer.send(Stop())
+
+    events = Recorder(react)
+    trainer = Trainer(small_config(epochs=3, quality_samples=64), events)
+    finished = trainer.run()
+    kinds = [type(e).__name__ for e in events.events if not isinstance(e, StepStats)]
+    fixed_at = kinds.index("Samples")
+    assert kinds[fixed_at:fixed_at + 4] == ["Samples", "Samples", "Quality", "CheckpointSaved"]
+    assert events.of(Samples)[1].images.shape == (4, 28, 28)
+    assert (finished.reason, finished.epoch, finished.global_step) == ("stopped", 1, 8)
+    assert len(events.of(EpochEnd)) == 1
+    state = torch.load(finished.checkpoint, weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (1, 8)
+
+
 def assert_same_weights(a: Trainer, b: Trainer) -> None:
     for model_a, model_b in ((a.generator, b.generator), (a.discriminator, b.discriminator)):
         sa, sb = model_a.state_dict(), model_b.state_dict()

@@ -46,7 +46,7 @@ def test_console_script_pause_quit_and_resume_hint(tmp_path: Path) -> None:
     child = spawn(tmp_path, "--limit", "256", "--epochs", "50")
     try:
         child.expect("TRAINING")
-        child.expect("img/s")  # the progress panel shows live numbers
+        child.expect(r"[1-9][\d,]* img/s")  # live numbers: training has taken steps
         child.send("p")
         child.expect("PAUSED")
         child.send("q")

@@ -22,9 +22,11 @@ from benchmarks.common import Log, Row, machine_info, table_lines
 
 BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync")
 
-FULL = {"steps": 120, "repeats": 5, "warmup": 10, "tui_steps": 120, "tui_repeats": 3,
+FULL = {"steps": 120, "repeats": 5, "warmup": 10, "tui_steps": 156, "tui_epochs": 4,
+        "tui_repeats": 5,
         "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1}
-QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_repeats": 1,
+QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_epochs": 1,
+         "tui_repeats": 1,
          "presses": 3, "startup_repeats": 1, "memory_limit": 768, "memory_repeats": 1}
 
 
@@ -38,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="steps per timed run (speed, sync)")
     parser.add_argument("--repeats", type=int, help="alternating repeats (speed)")
     parser.add_argument("--tui-steps", type=int, help="steps per run (TUI vs headless)")
+    parser.add_argument("--tui-epochs", type=int,
+                        help="epochs per run, the first a warm-up (TUI vs headless)")
     parser.add_argument("--tui-repeats", type=int, help="alternating repeats (TUI vs headless)")
     parser.add_argument("--presses", type=int, help="rounds of p, p, g (responsiveness)")
     parser.add_argument("--threads", type=int,
@@ -61,7 +65,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
         torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device))
     size = dict(QUICK if args.quick else FULL)
-    for key in ("steps", "repeats", "tui_steps", "tui_repeats", "presses"):
+    for key in ("steps", "repeats", "tui_steps", "tui_epochs", "tui_repeats", "presses"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -82,7 +86,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
         from benchmarks.tui import bench_tui_vs_headless
 
         return bench_tui_vs_headless(device, size["tui_steps"], size["tui_repeats"],
-                                     args.threads, log)
+                                     args.threads, log, epochs=size["tui_epochs"])
 
     def responsiveness() -> Row:
         from benchmarks.tui import bench_responsiveness

@@ -34,13 +34,14 @@ def child_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def epoch_record(run_dir: Path) -> dict | None:
-    """The first epoch record in a run's metrics.jsonl (None until it is written)."""
+def epoch_records(run_dir: Path) -> list[dict]:
+    """The epoch records written so far to a run's metrics.jsonl."""
     path = run_dir / "metrics.jsonl"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
-        return None
+        return []
+    records = []
     for line in text.splitlines():
         if '"epoch"' in line:
             try:
@@ -48,8 +49,16 @@ def epoch_record(run_dir: Path) -> dict | None:
             except ValueError:
                 continue  # a line still being written
             if record.get("event") == "epoch":
-                return record
-    return None
+                records.append(record)
+    return records
+
+
+def steady_img_per_s(records: list[dict], warmup: int = 1) -> float:
+    """Images per second of the engine's own step time over the epochs after the first
+    `warmup` ones (start-up effects stay out: first allocations, the first full paint)."""
+    timed = records[warmup:] or records
+    images = sum(r["img_per_s"] * r["seconds"] for r in timed)
+    return images / max(sum(r["seconds"] for r in timed), 1e-9)
 
 
 def spawn_tui(args: list[str], env: dict[str, str]):

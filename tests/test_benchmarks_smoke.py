@@ -82,7 +82,7 @@ def test_tui_vs_headless_at_a_tiny_size():
     pytest.importorskip("pexpect")
     from benchmarks.tui import bench_tui_vs_headless
 
-    row = bench_tui_vs_headless("cpu", steps=2, repeats=1, threads=1, log=quiet)
+    row = bench_tui_vs_headless("cpu", steps=2, repeats=1, threads=1, log=quiet, epochs=2)
     assert_measured(row)
     assert row.baseline and row.baseline > 0
 
@@ -129,3 +129,19 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
 def test_main_rejects_an_unknown_benchmark():
     with pytest.raises(SystemExit):
         main(["--only", "speed,nonsense"])
+
+
+def test_quality_benchmark_trains_the_seed_its_epochs_and_the_others_the_budget(tmp_path,
+                                                                                 capsys):
+    from benchmarks.quality import main as quality_main
+
+    out = tmp_path / "quality.json"
+    assert quality_main(["--presets", "seed,cgan", "--seed-epochs", "1", "--budget", "1",
+                         "-n", "100", "--threads", "1", "--json", str(out)]) == 0
+    seed, cgan = json.loads(out.read_text())
+    assert (seed["preset"], seed["budget_s"], seed["epochs"]) == ("seed", 0, 1.0)
+    assert cgan["preset"] == "cgan" and cgan["budget_s"] == 1
+    for result in (seed, cgan):
+        assert result["samples"] == 100 and 0 < result["coverage"] <= 1
+    printed = capsys.readouterr().out
+    assert "| seed | none (" in printed and "| 1.0x |" in printed

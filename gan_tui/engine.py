@@ -469,6 +469,9 @@ class Trainer:
         return True  # Resume while running: nothing to do
 
     def _wait_while_paused(self) -> bool:
+        if self.stats.images[WINDOW]:  # steps since the last stats: show where it stopped
+            self.emit(self._step_stats(time.monotonic()))
+            self._reset_window()
         self.emit(Paused(self.global_step))
         paused_at = time.monotonic()
         try:

@@ -54,9 +54,9 @@ def run_async(test: Callable[..., Coroutine]) -> Callable[..., None]:
 
 def real_config(tmp_path: Path, epochs: int = 500, **overrides: object) -> TrainConfig:
     # 4 steps per epoch on 256 real digits; long enough that no test sees the end.
-    settings = {"run_dir": str(tmp_path / "run"), **overrides}
+    settings = {"run_dir": str(tmp_path / "run"), "stats_interval_ms": 0, **overrides}
     return TrainConfig(limit=256, epochs=epochs, batch_size=64, seed=0, device="cpu",
-                       stats_interval_ms=0, **settings)  # type: ignore[arg-type]
+                       **settings)  # type: ignore[arg-type]
 
 
 def reacting(react: Callable[[Event, object], None]) -> TrainerFactory:
@@ -136,9 +136,10 @@ def digest(path: Path) -> str:
 
 @run_async
 async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
-    app = GanTuiApp(real_config(tmp_path))
+    # Step stats only at epoch ends: the screen must still show the step it paused at.
+    app = GanTuiApp(real_config(tmp_path, stats_interval_ms=600_000))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 2,
+        await wait_for(pilot, lambda: app.progress and app.trainer and step_of(app) >= 6,
                        "the first steps")
         assert app.phase is Phase.TRAINING
 

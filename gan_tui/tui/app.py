@@ -2,9 +2,9 @@
 
 Threads: the engine runs in a Textual thread worker and calls our sink on that
 thread. The sink only appends to an `EventBuffer` (a lock held for microseconds),
-and the UI drains the buffer ten times a second. So training never waits for the
-UI, and the UI never waits for training: commands go the other way through the
-engine's thread-safe queue.
+and the UI drains the buffer four times a second (at once for the events a key press
+waits for). So training never waits for the UI, and the UI never waits for training:
+commands go the other way through the engine's thread-safe queue.
 
 Ending: q / ctrl+c ask the engine to stop (it saves last.pt) and the app exits when
 the worker returns. A signal (SIGHUP when the SSH connection drops, SIGTERM, SIGINT)

@@ -41,7 +41,7 @@ class HeaderBar(Horizontal):
 
     def show(self, info: RunInfo, phase: Phase) -> None:
         if self._shown == (info, phase):
-            return  # called ten times a second; updating a Static costs a layout pass
+            return  # called at every poll; updating a Static costs a layout pass
         self._shown = (info, phase)
         images = f" · {info.num_images:,} images" if info.num_images else ""
         text = f"{info.run_name} · {info.preset} · {info.device} · {info.dataset}{images}"

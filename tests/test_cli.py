@@ -78,9 +78,20 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and result.stdout.startswith("gan-tui ")
 
 
+# A test runner started in the background (nohup, `&` in a script) hands its children
+# SIGINT and SIGHUP ignored, and gan-tui keeps an ignored signal ignored (nohup'd runs
+# must survive a dropped SSH link). These tests want a terminal's defaults, so the child
+# resets them before it becomes gan-tui (thread-safe, unlike Popen's preexec_fn).
+_DEFAULT_SIGNALS_THEN_EXEC = (
+    "import os, signal, sys; "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGHUP)]; "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 def start_training(cwd, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "gan_tui", *SMALL, "--epochs", "200", *extra], cwd=cwd,
+        [sys.executable, "-c", _DEFAULT_SIGNALS_THEN_EXEC, "-m", "gan_tui", *SMALL,
+         "--epochs", "200", *extra], cwd=cwd,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 

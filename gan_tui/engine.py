@@ -8,6 +8,7 @@ later multi-process version has one spot to gate on rank 0.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import errno
@@ -154,6 +155,7 @@ class Trainer:
         self.config = config.validate()
         self.sink = sink
         self.commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._held: collections.deque[Command] = collections.deque()  # see _answer_sample_requests
         self.device = resolve_device(config.device)
         state = self._read_resume(resume, force)
         if config.seed is None:
@@ -196,7 +198,6 @@ class Trainer:
         self._diverged: Diverged | None = None
         self._log_failing = False
         self._stop_reason = "stop"
-        self._stopping = False  # a Stop was obeyed: the run ends at the next chance
         if state is not None:
             self._load_state(state)
 
@@ -359,12 +360,11 @@ class Trainer:
         self._save_sample_grid(images, self.samples_dir / f"epoch_{self.epoch + 1:04d}.png")
         self.emit(Samples(self.epoch, self.global_step, images, fixed=True,
                           labels=_label_tuple(self.fixed_labels)))
-        # The epoch's end takes ~0.1 s (scores, the save): answer key presses in between.
-        # A Stop is remembered and ends the run once this epoch is recorded.
-        self._obey_pending()
+        # The epoch's end takes ~0.1 s (scores, the save): answer sample requests in between.
+        self._answer_sample_requests()
         if self._quality_on:
             self._score_quality()
-            self._obey_pending()
+            self._answer_sample_requests()
 
         self.epoch += 1
         self.batch = 0
@@ -444,19 +444,41 @@ class Trainer:
 
     def _obey_pending(self) -> bool:
         """Obey every queued command; False when training should stop."""
-        while not self._stopping:
+        while (command := self._next_command()) is not None:
+            if not self._obey(command):
+                return False
+        return True
+
+    def _next_command(self, timeout: float = 0.0) -> Command | None:
+        """The next command (any held back while an epoch ended first), or None if none
+        comes within `timeout` seconds."""
+        if self._held:
+            return self._held.popleft()
+        try:
+            return self.commands.get(timeout=timeout) if timeout else self.commands.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _answer_sample_requests(self) -> None:
+        """Draw requested samples now; hold every other command for the next step.
+
+        Called while an epoch ends: a save (or a pause, during which one may be asked
+        for) must not land between an epoch's last step and its record, or a resume
+        would end that epoch twice.
+        """
+        while True:
             try:
                 command = self.commands.get_nowait()
             except queue.Empty:
-                return True
-            self._obey(command)
-        return False
+                return
+            if isinstance(command, Sample):
+                self._emit_fresh_samples(command)
+            else:
+                self._held.append(command)
 
     def _obey(self, command: Command) -> bool:
-        """Obey one command; False when training should stop (now or once it can)."""
         if isinstance(command, Stop):
             self._stop_reason = command.reason
-            self._stopping = True
             return False
         if isinstance(command, Pause):
             return self._wait_while_paused()
@@ -476,9 +498,8 @@ class Trainer:
         paused_at = time.monotonic()
         try:
             while True:
-                try:
-                    command = self.commands.get(timeout=_PAUSE_POLL_S)
-                except queue.Empty:
+                command = self._next_command(timeout=_PAUSE_POLL_S)
+                if command is None:
                     continue
                 if isinstance(command, Resume):
                     if self._diverged is not None and not self._may_resume():

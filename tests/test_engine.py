@@ -139,13 +139,16 @@ def test_stop_saves_mid_epoch_and_says_where(small_config):
 
 
 def test_key_presses_during_an_epochs_end_are_answered_before_its_save(small_config):
-    """The end of an epoch (scores, the save) takes ~0.1 s: a sample asked for while
-    it runs comes before the save, and a stop is kept until the epoch is recorded."""
+    """The end of an epoch (scores, the save) takes ~0.1 s: a sample asked for while it
+    runs comes before the save; a save or stop waits until the epoch is recorded, so no
+    checkpoint lands between an epoch's last step and its end (a resume would end the
+    epoch twice)."""
     trainer: Trainer
 
     def react(event):
         if isinstance(event, Samples) and event.fixed and event.epoch == 0:
             trainer.send(Sample(count=4))
+            trainer.send(Save())
             trainer.send(Stop())
 
     events = Recorder(react)
@@ -155,10 +158,12 @@ def test_key_presses_during_an_epochs_end_are_answered_before_its_save(small_con
     fixed_at = kinds.index("Samples")
     assert kinds[fixed_at:fixed_at + 4] == ["Samples", "Samples", "Quality", "CheckpointSaved"]
     assert events.of(Samples)[1].images.shape == (4, 28, 28)
+    assert [e.reason for e in events.of(CheckpointSaved)] == ["epoch", "request", "kept", "stop"]
+    kept = next(e.path for e in events.of(CheckpointSaved) if e.reason == "kept")
+    state = torch.load(kept, weights_only=True)
+    assert (state["epoch"], state["batch"], state["global_step"]) == (1, 0, 8)
     assert (finished.reason, finished.epoch, finished.global_step) == ("stopped", 1, 8)
     assert len(events.of(EpochEnd)) == 1
-    state = torch.load(finished.checkpoint, weights_only=True)
-    assert (state["epoch"], state["global_step"]) == (1, 8)
 
 
 def assert_same_weights(a: Trainer, b: Trainer) -> None:

@@ -555,7 +555,7 @@ class Trainer:
             return
         try:
             prepare_scoring(self.device)
-        except _SCORING_ERRORS as exc:
+        except Exception as exc:  # e.g. an unreadable weights file: scores are optional
             self._quality_off(exc)
 
     def _quality_off(self, exc: Exception) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from gan_tui.classifier import HOLDOUT, accuracy, load_classifier, split_bundled
 from gan_tui.cli import main
 from gan_tui.data import load_bundled, to_tensor
-from gan_tui.events import EpochEnd, Quality, Samples
+from gan_tui.events import EpochEnd, Error, Finished, Quality, Samples
 from gan_tui.headless import run_headless
 from gan_tui.metrics import (
     class_scores,
@@ -99,6 +99,25 @@ def test_quality_event_each_epoch_and_in_metrics_jsonl(small_config):
 def test_quality_off_emits_nothing(small_config):
     _, events = train(small_config(epochs=1, quality_samples=0))
     assert events.of(Quality) == []
+
+
+def test_missing_classifier_weights_turn_scores_off_not_training(small_config, tmp_path,
+                                                                  monkeypatch):
+    import gan_tui.classifier as classifier
+
+    monkeypatch.setattr(classifier, "WEIGHTS_PATH", tmp_path / "gone.pt")
+    classifier.load_classifier.cache_clear()
+    classifier.real_feature_stats.cache_clear()
+    try:
+        trainer, events = train(small_config(quality_samples=64))
+    finally:
+        classifier.load_classifier.cache_clear()
+        classifier.real_feature_stats.cache_clear()
+    warnings = [e.message for e in events.of(Error)]
+    assert len(warnings) == 1 and warnings[0].startswith("quality scores off: ")
+    assert "gone.pt" in warnings[0] and "--train" in warnings[0]
+    assert not events.of(Error)[0].fatal and not events.of(Quality)
+    assert events.of(Finished)[0].reason == "completed" and len(events.of(EpochEnd)) == 2
 
 
 def test_scoring_and_ema_never_change_the_training_trajectory(small_config, tmp_path):

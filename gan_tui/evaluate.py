@@ -20,7 +20,7 @@ from rich.table import Table
 from gan_tui.config import DEVICES
 from gan_tui.errors import GanTuiError
 from gan_tui.presets import is_conditional
-from gan_tui.sample import SEED_LIMIT, parse_int, parse_seed
+from gan_tui.sample import SEED_LIMIT, int_at_least, parse_seed
 
 if TYPE_CHECKING:  # torch loads only when the command runs: `gan-tui --help` stays quick
     from gan_tui.metrics import QualityScores
@@ -41,20 +41,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "to 10), class coverage (1 = every digit equally often) and mean confidence.")
     p.add_argument("--checkpoint", metavar="PATH", default="latest",
                    help="a gan-tui checkpoint, a run folder, or 'latest' (default)")
-    p.add_argument("-n", type=_count, default=DEFAULT_COUNT, metavar="N",
+    p.add_argument("-n", type=int_at_least(2, "a covariance"), default=DEFAULT_COUNT, metavar="N",
                    help=f"digits to score (default {DEFAULT_COUNT:,}; at least 2)")
     p.add_argument("--seed", type=parse_seed, metavar="S",
                    help="noise seed: the same seed gives the same scores (default: random)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the generator and classifier run (default auto)")
     p.set_defaults(func=run_eval)
-
-
-def _count(text: str) -> int:
-    value = parse_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a covariance), got {value}")
-    return value
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import argparse
 import math
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="a gan-tui checkpoint, a run folder, 'latest' (the newest "
                    "runs/*/checkpoints/last.pt, the default), or a bare generator state dict "
                    "saved by the seed script")
-    p.add_argument("-n", type=_positive_int, default=16, metavar="N",
+    p.add_argument("-n", type=int_at_least(1), default=16, metavar="N",
                    help="how many digits (default 16)")
-    p.add_argument("--cols", type=_positive_int, metavar="C",
+    p.add_argument("--cols", type=int_at_least(1), metavar="C",
                    help="digits per row (default: the square root of N, rounded up, so 4 for "
                    "16); a printed grid uses fewer to fit the terminal's width (or $COLUMNS)")
     p.add_argument("--render", choices=RENDER_MODES,
@@ -92,12 +93,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sample)
 
 
-def _positive_int(text: str) -> int:
-    value = parse_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
 
 def _digit(text: str) -> int:
     value = parse_int(text)
@@ -118,6 +113,19 @@ def parse_int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum` (`why` says why, in the error)."""
+
+    def parse(text: str) -> int:
+        value = parse_int(text)
+        if value < minimum:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{reason}, got {value}")
+        return value
+
+    return parse
 
 
 def _out_path(text: str) -> Path:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_tui.errors import GanTuiError
+from gan_tui.process import one_blas_thread
 
 WEIGHTS_PATH = Path(__file__).parent / "assets" / "classifier.pt"
 NUM_CLASSES = 10
@@ -112,6 +113,7 @@ def real_feature_stats(device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     return feature_stats(feats)
 
 
+@one_blas_thread
 def feature_stats(feats: Tensor) -> tuple[np.ndarray, np.ndarray]:
     x = feats.double().numpy()
     return x.mean(axis=0), np.cov(x, rowvar=False)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_tui.process import one_blas_thread
+
 STAT_NAMES = ("g_loss", "d_loss", "d_real", "d_fake")
 # Rows of RunningStats: the live-event window, the metrics.jsonl step window, the epoch.
 WINDOW, LOG, EPOCH = 0, 1, 2
@@ -111,6 +113,7 @@ class QualityScores:
                 f"coverage {self.coverage:.3f} | conf {self.confidence:.3f}")
 
 
+@one_blas_thread
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
                      sigma2: np.ndarray) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), without scipy.

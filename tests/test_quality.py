@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from gan_tui.classifier import HOLDOUT, accuracy, load_classifier, split_bundled
+from gan_tui.classifier import HOLDOUT, accuracy, feature_stats, load_classifier, split_bundled
 from gan_tui.cli import main
 from gan_tui.data import load_bundled, to_tensor
 from gan_tui.events import EpochEnd, Error, Finished, Quality, Samples
@@ -56,6 +56,23 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_covariances():
     expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum()
     assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected)
     assert frechet_distance(mu1, np.diag(var1), mu1, np.diag(var1)) == pytest.approx(0, abs=1e-9)
+
+
+def test_scoring_maths_runs_numpy_blas_on_one_thread_and_gives_the_threads_back():
+    # OpenBLAS workers spin after each call on the cores training needs (see process.py).
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from gan_tui.process import one_blas_thread
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a 2-core machine
+        before = blas_threads()
+        seen = one_blas_thread(blas_threads)()
+        assert before == [2] * len(before) and seen == [1] * len(before)
+        assert blas_threads() == before
+    assert frechet_distance.__wrapped__ and feature_stats.__wrapped__  # the scoring uses it
 
 
 def test_class_scores_of_extreme_predictions():

@@ -243,6 +243,9 @@ async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_pa
         log = log_text(app)
         assert "Epoch: [1/2]" in log
         assert app.query_one(DigitsPanel).images is not None
+        # The loss plot catches up on its own timer; its legend carries the last values.
+        plot, last_g = app.query_one(LossPlot), app.history.g_loss[-1]
+        await wait_for(pilot, lambda: f"G {last_g:.3f}" in drawn_text(plot), "the last loss")
 
         # Each epoch's scores are logged; the latest show under the progress bars and
         # their class histogram as bars in the digits panel's border.

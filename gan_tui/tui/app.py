@@ -136,7 +136,9 @@ class GanTuiApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    POLL_S: ClassVar[float] = 0.25  # how often the UI drains the engine's routine events
+    # How often the UI drains the engine's routine events and repaints progress (the
+    # loss plot every other time). Key presses and samples do not wait for it.
+    POLL_S: ClassVar[float] = 0.5
     QUIT_TIMEOUT_S: ClassVar[float] = 15.0  # give up waiting for the engine after this
     SIGNAL_SAVE_S: ClassVar[float] = 60.0  # after a signal, wait this long for the save
     SIGNAL_GRACE_S: ClassVar[float] = 5.0  # then this long for a normal exit (not SIGHUP)
@@ -215,7 +217,7 @@ class GanTuiApp(App[int]):
         if self.config.quality_samples == 0:
             progress.show_quality(None, "quality scores off (--quality-samples 0)")
         self._refresh_panels()
-        self.set_interval(self.POLL_S, self.poll_events)
+        self.set_interval(self.POLL_S, self._tick)
         self._ui_loop = asyncio.get_running_loop()
         if self._handle_signals:
             self._install_signal_handlers()
@@ -306,6 +308,11 @@ class GanTuiApp(App[int]):
         """Queue events as if the engine had sent them (tests, replays)."""
         for event in events:
             self.buffer.put(event)
+
+    def _tick(self) -> None:
+        # One timer for every routine repaint: they land in one frame, one compositor pass.
+        self.poll_events()
+        self.query_one(LossPlot).tick(time.monotonic())
 
     def on_events_ready(self, _message: EventsReady) -> None:
         self.poll_events()

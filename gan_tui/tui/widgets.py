@@ -175,8 +175,9 @@ class LossPlot(PlotextPlot):
     """G/D loss (or D(x)/D(G(z))) per step, smoothed and thinned to the widget's width.
 
     Redrawing a plotext figure costs ~10 ms of the CPU training runs on, so it happens
-    once a second, and only when the data, the size or the view changed since the last
-    drawing. Switching the view (v, l) redraws at once.
+    at most once a second (the app's UI tick calls `tick`, so the plot is repainted in
+    the same frame as the progress panel), and only when the data, the size or the view
+    changed since the last drawing. Switching the view (v, l) redraws at once.
     """
 
     auto_links = reactive(False)
@@ -191,11 +192,16 @@ class LossPlot(PlotextPlot):
         self.history = history
         self._drawn: tuple[object, ...] | None = None
         self._figure: tuple[object, KeptVisual] | None = None  # the last drawn figure
+        self._redrawn_at = -math.inf
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.set_interval(self.REDRAW_S, self.redraw_if_stale)
         self._update_titles()
+
+    def tick(self, now: float) -> None:
+        """Redraw if stale and the last redraw is `REDRAW_S` old (`now`: monotonic s)."""
+        if now - self._redrawn_at >= self.REDRAW_S and self.redraw_if_stale():
+            self._redrawn_at = now
 
     def watch_mode(self) -> None:
         self._update_titles()
@@ -212,12 +218,15 @@ class LossPlot(PlotextPlot):
             self.border_title = "D(x) and D(G(z)) · 0.5 = balance"
         self.border_subtitle = f"v switch · l log-y {'on' if self.log_y else 'off'}"
 
-    def redraw_if_stale(self) -> None:
+    def redraw_if_stale(self) -> bool:
+        """Redraw now if the data, size or view changed since the last drawing."""
         key = (self.history.version, self.size, self.mode, self.log_y)
-        if key != self._drawn and self.size.width > 8 and self.size.height > 4:
-            self._drawn = key
-            self._replot()
-            self.refresh()
+        if key == self._drawn or self.size.width <= 8 or self.size.height <= 4:
+            return False
+        self._drawn = key
+        self._replot()
+        self.refresh()
+        return True
 
     def render(self) -> RenderResult:
         # Build the figure once per redraw, not again when only a border title changed.

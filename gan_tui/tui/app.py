@@ -64,6 +64,7 @@ from gan_tui.process import freeze_startup_objects
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import EventBuffer, History, Phase, Progress, RunInfo
 from gan_tui.tui.widgets import (
+    DigitsColumn,
     DigitsPanel,
     HeaderBar,
     LogPanel,
@@ -207,7 +208,8 @@ class GanTuiApp(App[int]):
                 yield ProgressPanel(id="progress")
                 yield LossPlot(self.history, id="plot")
                 yield LogPanel(id="log")
-            yield DigitsPanel(id="digits")
+            with DigitsColumn(id="right"):
+                yield DigitsPanel(id="digits")
         yield TooSmall(id="too-small")
         yield Footer()
 

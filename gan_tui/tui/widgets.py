@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult, RenderResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -386,6 +386,19 @@ class DigitsPanel(Widget):
                                captions=captions)
             self._grid_cache = (key, KeptVisual(self, grid))
         return self._grid_cache[1]
+
+
+class DigitsColumn(Vertical):
+    """The digits panel's own container, as wide as the panel wants to be.
+
+    Textual repaints every widget whose container overlaps a changed region; in the
+    body's container the digits were recomposed at every progress tick.
+    """
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        digits = self.query_one(DigitsPanel)
+        gutter = digits.styles.gutter
+        return digits.get_content_width(container - gutter.totals, viewport) + gutter.width
 
 
 class LogPanel(Widget):

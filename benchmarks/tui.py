@@ -42,13 +42,25 @@ def tui_img_per_s(steps: int, epochs: int, device: str, seed: int, env: dict[str
         child = spawn_tui(train_args(steps, epochs, device, seed, run_dir), env)
         try:
             deadline = time.monotonic() + timeout
-            while len(records := epoch_records(run_dir)) < epochs:
-                alive = drain(child, 0.1)
+            # Read the log only when it grew, twice a second: this process shares the
+            # cores it measures, and the headless side has no such watcher.
+            log, seen, records = run_dir / "metrics.jsonl", -1, []
+            while len(records) < epochs:
+                alive = drain(child, 0.5)
                 if not alive or time.monotonic() > deadline:
                     raise RuntimeError("the TUI run ended or timed out before its last epoch")
+                if (size := _size(log)) != seen:
+                    seen, records = size, epoch_records(run_dir)
             return steady_img_per_s(records)
         finally:
             quit_tui(child)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def headless_img_per_s(steps: int, epochs: int, device: str, seed: int, env: dict[str, str],

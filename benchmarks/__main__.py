@@ -22,8 +22,8 @@ from benchmarks.common import Log, Row, machine_info, table_lines
 
 BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync")
 
-FULL = {"steps": 120, "repeats": 5, "warmup": 10, "tui_steps": 156, "tui_epochs": 4,
-        "tui_repeats": 5,
+FULL = {"steps": 120, "repeats": 5, "warmup": 10, "tui_steps": 156, "tui_epochs": 1,
+        "tui_repeats": 16,
         "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1}
 QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_epochs": 1,
          "tui_repeats": 1,
@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     parser.add_argument("--steps", type=int, help="steps per timed run (speed, sync)")
     parser.add_argument("--repeats", type=int, help="alternating repeats (speed)")
-    parser.add_argument("--tui-steps", type=int, help="steps per run (TUI vs headless)")
+    parser.add_argument("--tui-steps", type=int, help="steps per epoch (TUI vs headless)")
     parser.add_argument("--tui-epochs", type=int,
-                        help="epochs per run, the first a warm-up (TUI vs headless)")
-    parser.add_argument("--tui-repeats", type=int, help="alternating repeats (TUI vs headless)")
+                        help="epochs timed per turn (TUI vs headless)")
+    parser.add_argument("--tui-repeats", type=int,
+                        help="alternating pairs of turns (TUI vs headless)")
     parser.add_argument("--presses", type=int, help="rounds of p, p, g (responsiveness)")
     parser.add_argument("--threads", type=int,
                         help="torch intra-op threads here and in child processes "

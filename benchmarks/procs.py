@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -99,12 +98,3 @@ def quit_tui(child, timeout: float = 60) -> None:
         if child.isalive():
             child.terminate(force=True)
         child.close()
-
-
-def run_quiet(command: list[str], env: dict[str, str], timeout: float) -> None:
-    """Run a command piped (not a terminal), raising with its stderr if it fails."""
-    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          env=env, cwd=str(REPO), timeout=timeout)
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {' | '.join(tail)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -42,6 +43,21 @@ class Row:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def median_interval(values: list[float], confidence: float = 0.95
+                    ) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median: the order statistics
+    x(j), x(n+1-j) with the largest j where 2 P(Binomial(n, 1/2) < j) <= 1 - confidence.
+    None below 6 values (even the full range covers less than 95%)."""
+    ordered, n = sorted(values), len(values)
+    alpha, below, j = 1 - confidence, 0.0, 0
+    while j < n // 2:
+        below += math.comb(n, j) / 2**n  # P(B <= j), so x(j + 1) is allowed if small
+        if 2 * below > alpha:
+            break
+        j += 1
+    return (ordered[j - 1], ordered[n - j]) if j else None
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.__main__ import main
-from benchmarks.common import Row, alternate, percentile, table_lines
+from benchmarks.common import Row, alternate, median_interval, percentile, table_lines
 from benchmarks.seed_loop import SeedLoop, SeedMNIST, seed_transform
 from gan_tui.data import load_digits, to_tensor
 
@@ -42,6 +42,13 @@ def test_seed_loop_trains_and_takes_time():
     assert loop.run(6) > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, loop.generator.parameters(),
                                                      strict=True))
+
+
+def test_median_interval_is_the_textbook_order_statistics():
+    # 95% for the median: ranks 4 and 13 of 16, 14 and 27 of 40; none below 6 values.
+    assert median_interval([float(v) for v in range(16, 0, -1)]) == (4.0, 13.0)
+    assert median_interval([float(v) for v in range(1, 41)]) == (14.0, 27.0)
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
 
 
 def test_alternate_flips_the_order_and_percentile_interpolates():

@@ -22,7 +22,7 @@ from benchmarks.common import Log, Row, machine_info, table_lines
 
 BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync")
 
-FULL = {"steps": 120, "repeats": 5, "warmup": 10, "tui_steps": 156, "tui_epochs": 1,
+FULL = {"steps": 120, "repeats": 15, "warmup": 10, "tui_steps": 156, "tui_epochs": 1,
         "tui_repeats": 16,
         "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1}
 QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_epochs": 1,

@@ -60,6 +60,13 @@ def median_interval(values: list[float], confidence: float = 0.95
     return (ordered[j - 1], ordered[n - j]) if j else None
 
 
+def interval_text(ratios: list[float]) -> str:
+    """'95% interval of the median a-b; ' for a row's note, or '' for too few repeats."""
+    interval = median_interval(ratios)
+    return f"95% interval of the median {interval[0]:.2f}-{interval[1]:.2f}; " \
+        if interval else ""
+
+
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile (q in 0..100) without numpy."""
     if not values:

@@ -20,8 +20,8 @@ from benchmarks.common import (
     REPO,
     Row,
     alternate,
+    interval_text,
     median,
-    median_interval,
     percentile,
 )
 from benchmarks.procs import (
@@ -197,9 +197,6 @@ def bench_tui_vs_headless(device: str, steps: int, repeats: int, threads: int | 
             headless.close()
     ratios = [t / h for t, h in zip(results["tui"], results["headless"], strict=True)]
     ratio = median(ratios)
-    interval = median_interval(ratios)
-    spread = f"95% interval of the median {interval[0]:.2f}-{interval[1]:.2f}; " \
-        if interval else ""
     return Row(
         name="TUI vs headless (img/s)", baseline_label="headless",
         baseline=median(results["headless"]), ours=median(results["tui"]), unit="img/s",
@@ -207,7 +204,8 @@ def bench_tui_vs_headless(device: str, steps: int, repeats: int, threads: int | 
         note=f"real app in a {PTY_SIZE_TEXT} pseudo-terminal vs --headless piped, both "
              f"alive and training in turns ({repeats} alternating pairs; the other one "
              f"stopped or paused), the engine's own img/s over {epochs} epoch(s) of {steps} steps "
-             f"per turn; {spread}per-pair ratios {', '.join(f'{r:.2f}' for r in ratios)}",
+             f"per turn; {interval_text(ratios)}per-pair ratios "
+             f"{', '.join(f'{r:.2f}' for r in ratios)}",
         samples={**results, "ratio": ratios},
     )
 

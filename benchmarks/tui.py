@@ -40,9 +40,9 @@ MAX_STEPS = 10_000 // BATCH
 # ------------------------------------------------------------ TUI vs headless
 #
 # The two runs live side by side and train in turns of a few seconds, while the other
-# waits (headless: SIGSTOP; the TUI: paused with p). This machine's speed drifts by a
-# third within tens of seconds (other tenants), so runs one after the other would
-# compare different machines. Only the engine's own step time counts (epoch records:
+# waits (headless: SIGSTOP; the TUI: paused with p). A small cloud machine's speed can
+# move by a third within seconds (its host's other tenants), so runs one after the
+# other would compare different machines. Only the engine's own step time counts (epoch records:
 # steps, not pauses or epoch ends).
 
 
@@ -101,8 +101,8 @@ class _Turns(abc.ABC):
 class _TuiTurns(_Turns):
     """The real app in a pseudo-terminal; `p` pauses the engine between two steps.
 
-    The paused app stays up (a frozen one would not be the app: Textual re-enters its
-    terminal mode on SIGCONT); with nothing to show it idles (see the note)."""
+    The paused app stays up and idles (0.35% of a core on 2 cores): a frozen one would
+    not be the app, as Textual re-enters its terminal mode on SIGCONT."""
 
     name = "TUI"
 
@@ -185,16 +185,15 @@ def bench_tui_vs_headless(device: str, steps: int, repeats: int, threads: int | 
         def args(name: str) -> list[str]:
             return train_args(steps, 100_000, device, 0, Path(tmp) / name)
 
-        headless = _HeadlessTurns(args("headless"), env, Path(tmp) / "headless", timeout)
-        tui = _TuiTurns(args("tui"), env, Path(tmp) / "tui", timeout)
-        try:
+        with contextlib.ExitStack() as cleanup:  # never leave a stopped process behind
+            headless = _HeadlessTurns(args("headless"), env, Path(tmp) / "headless", timeout)
+            cleanup.callback(headless.close)
+            tui = _TuiTurns(args("tui"), env, Path(tmp) / "tui", timeout)
+            cleanup.callback(tui.close)
             for side in (tui, headless):  # start-up, first allocations, the first paint
                 side.window(1)
             results = alternate({"headless": lambda rep: headless.window(epochs),
                                  "tui": lambda rep: tui.window(epochs)}, repeats, log)
-        finally:
-            tui.close()
-            headless.close()
     ratios = [t / h for t, h in zip(results["tui"], results["headless"], strict=True)]
     ratio = median(ratios)
     return Row(

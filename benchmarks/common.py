@@ -61,9 +61,9 @@ def median_interval(values: list[float], confidence: float = 0.95
 
 
 def interval_text(ratios: list[float]) -> str:
-    """'95% interval of the median a-b; ' for a row's note, or '' for too few repeats."""
+    """'; 95% interval of the median a-b' to end a row's note, or '' for too few repeats."""
     interval = median_interval(ratios)
-    return f"95% interval of the median {interval[0]:.2f}-{interval[1]:.2f}; " \
+    return f"; 95% interval of the median {interval[0]:.2f}-{interval[1]:.2f}" \
         if interval else ""
 
 

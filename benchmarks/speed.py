@@ -60,7 +60,7 @@ def bench_engine_vs_seed(device: str, steps: int, repeats: int, warmup: int,
         ratio=ratio, target=">= 1.80x" if target else "faster (no CPU target)",
         passed=ratio >= target if target else ratio > 1.0,
         note=f"{repeats} alternating repeats of {steps} steps; ratio = median of the "
-             f"per-repeat ratios; {interval_text(ratios)}per-repeat ratios "
-             f"{', '.join(f'{r:.2f}' for r in ratios)}",
+             f"per-repeat ratios {', '.join(f'{r:.2f}' for r in ratios)}"
+             f"{interval_text(ratios)}",
         samples={**results, "ratio": ratios},
     )

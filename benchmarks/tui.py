@@ -7,12 +7,11 @@ import abc
 import asyncio
 import contextlib
 import functools
-import os
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks.common import (
@@ -71,6 +70,9 @@ class _Turns(abc.ABC):
         self.resume()
         records = self._wait_for_records(1 + kept)  # on failure, close() cleans up
         self.stop()
+        # Epochs that ended before the stop are spent, even ones that ended after the
+        # last look: the next turn's first record must be the one the stop cut in two.
+        self.seen = len(epoch_records(self.run_dir))
         return steady_img_per_s(records, warmup=1)
 
     def _wait_for_records(self, count: int) -> list[dict]:
@@ -81,7 +83,6 @@ class _Turns(abc.ABC):
                 raise RuntimeError(f"the {self.name} run ended or stalled")
             if (new_size := _size(self.log)) != size:  # parse only what grew
                 size, records = new_size, epoch_records(self.run_dir)[self.seen:]
-        self.seen += count
         return records[:count]
 
     @abc.abstractmethod
@@ -146,10 +147,11 @@ class _HeadlessTurns(_Turns):
         self.stop()  # the TUI warms up first
 
     def resume(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
+        self.proc.send_signal(signal.SIGCONT)  # (send_signal skips a reaped child)
 
     def stop(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.proc.send_signal(signal.SIGSTOP)
+        _wait_until_stopped(self.proc.pid)  # no epoch record may land after this
 
     def wait(self, seconds: float) -> bool:
         time.sleep(seconds)
@@ -157,13 +159,43 @@ class _HeadlessTurns(_Turns):
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.proc.terminate()  # it saves and exits; SIGCONT lets it see the signal
-            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)  # it saves and exits once it runs again
+            self.proc.send_signal(signal.SIGCONT)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _wait_until_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Until the kernel shows `pid` stopped (Linux); elsewhere a short grace period."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        time.sleep(0.1)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def _unwind_on_termination() -> Iterator[None]:
+    """SIGTERM or SIGHUP to the benchmark unwinds it, closing both runs, instead of
+    ending it where it stands and leaving a stopped process behind."""
+
+    def unwind(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, unwind) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _size(path: Path) -> int:
@@ -186,6 +218,7 @@ def bench_tui_vs_headless(device: str, steps: int, repeats: int, threads: int | 
             return train_args(steps, 100_000, device, 0, Path(tmp) / name)
 
         with contextlib.ExitStack() as cleanup:  # never leave a stopped process behind
+            cleanup.enter_context(_unwind_on_termination())
             headless = _HeadlessTurns(args("headless"), env, Path(tmp) / "headless", timeout)
             cleanup.callback(headless.close)
             tui = _TuiTurns(args("tui"), env, Path(tmp) / "tui", timeout)
@@ -203,8 +236,8 @@ def bench_tui_vs_headless(device: str, steps: int, repeats: int, threads: int | 
         note=f"real app in a {PTY_SIZE_TEXT} pseudo-terminal vs --headless piped, both "
              f"alive and training in turns ({repeats} alternating pairs; the other one "
              f"stopped or paused), the engine's own img/s over {epochs} epoch(s) of {steps} steps "
-             f"per turn; {interval_text(ratios)}per-pair ratios "
-             f"{', '.join(f'{r:.2f}' for r in ratios)}",
+             f"per turn; per-pair ratios {', '.join(f'{r:.2f}' for r in ratios)}"
+             f"{interval_text(ratios)}",
         samples={**results, "ratio": ratios},
     )
 

@@ -36,9 +36,10 @@ def one_blas_thread(func: Callable[P, R]) -> Callable[P, R]:
     """Run `func` (small numpy linear algebra) with numpy's BLAS on one thread.
 
     OpenBLAS's worker threads busy-wait for ~0.1 s after every call, on the cores the
-    training needs: after each epoch's scores that took ~2% of a 2-core machine from
-    torch. The matrices here (64 x 64) are as fast on one thread. The limit holds only
-    during the call, which runs no torch op, so torch's threads are never held back.
+    training needs: after each epoch's scores that took ~2% of a core from torch on a
+    2-core machine. This maths (N x 64 features, 64 x 64 results) is as fast on one
+    thread. The limit holds only during the call, which runs no torch matrix maths, so
+    torch's threads are never held back.
     """
 
     @functools.wraps(func)

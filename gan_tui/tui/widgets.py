@@ -200,7 +200,8 @@ class LossPlot(PlotextPlot):
 
     def tick(self, now: float) -> None:
         """Redraw if stale and the last redraw is `REDRAW_S` old (`now`: monotonic s)."""
-        if now - self._redrawn_at >= self.REDRAW_S and self.redraw_if_stale():
+        # Timers fire up to a few ms early: two 0.5 s ticks must count as a second.
+        if now - self._redrawn_at >= self.REDRAW_S * 0.9 and self.redraw_if_stale():
             self._redrawn_at = now
 
     def watch_mode(self) -> None:

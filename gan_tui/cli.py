@@ -89,9 +89,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules register themselves here."""
-    from gan_tui import evaluate, sample
+    from gan_tui import evaluate, runs, sample
 
-    return [sample.register, evaluate.register]
+    return [sample.register, evaluate.register, runs.register]
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:

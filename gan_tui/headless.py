@@ -39,6 +39,7 @@ from gan_tui.events import (
 )
 from gan_tui.metrics import histogram_bars
 from gan_tui.process import freeze_startup_objects
+from gan_tui.serve.hosting import hosted
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -179,7 +180,7 @@ def run_headless(config: TrainConfig, resume: str | Path | None = None, force: b
     config.on_divergence = "stop"  # nobody is there to resume a paused run
     trainer = Trainer(config, sink, resume=resume, force=force)
     freeze_startup_objects()
-    with stop_on_signals(trainer) as received:
+    with stop_on_signals(trainer) as received, hosted(trainer):
         finished = trainer.run()
     if sink.console_lost:
         return 128 + received[0] if received else 1

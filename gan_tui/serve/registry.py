@@ -149,11 +149,32 @@ def live_state(run_dir: Path, status: dict[str, Any] | None = None) -> str:
     status = read_status(run_dir) if status is None else status
     state = str(status.get("state") or "")
     locked = is_locked(run_dir)
+    if state == "starting" and not locked:  # spawned, not yet at its lock: is it alive?
+        return "starting" if _pid_alive(status.get("pid")) else "crashed"
     if state in LIVE_STATES:
         return state if locked else "crashed"
     if not state:
         return "running" if locked else "stopped"
     return state
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+    except OSError:
+        return False
 
 
 def is_running(run_dir: Path) -> bool:

@@ -1,0 +1,81 @@
+"""Training in a process of its own: `gan-tui train --detach`, and the dashboard's
+hand-over when its terminal goes away.
+
+The background process is a plain headless run (`gan-tui train --headless ...`) in a
+new session (no controlling terminal, so a dropped SSH link sends it nothing), stdin
+closed, stdout and stderr appended to the run folder's train.log. It serves the run's
+control socket like every run, so `gan-tui attach` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from gan_tui.config import TrainConfig
+from gan_tui.errors import ConfigError
+from gan_tui.serve import registry
+from gan_tui.serve.hosting import LOG_FILE
+
+
+def spawn_training(run_dir: Path, argv: list[str]) -> int:
+    """Start `gan-tui train --headless ARGV` detached, writing into `run_dir`; its pid."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if registry.is_running(run_dir):
+        holder = registry.lock_holder(run_dir)
+        raise ConfigError(f"{run_dir} is in use by process {holder or '?'} (a run trains "
+                          "into it); choose another --run-dir, or stop that run first")
+    with open(run_dir / LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gan_tui", "train", "--headless", *argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True)
+    # Until the run takes its lock and says it started, this is how it is found.
+    registry.write_status(run_dir, {"state": "starting", "pid": process.pid})
+    return process.pid
+
+
+def child_argv(args: argparse.Namespace, run_dir: Path, resume: str | None) -> list[str]:
+    """The user's training flags for the background run, with its folder fixed."""
+    from gan_tui.cli import CONFIG_FLAGS
+
+    argv = ["--run-dir", str(run_dir)]
+    for name in CONFIG_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None and name != "run_dir":
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    if resume:
+        argv += ["--resume", resume]
+    if getattr(args, "force", False):
+        argv.append("--force")
+    return argv
+
+
+def detach(args: argparse.Namespace, config: TrainConfig, resume: str | None) -> int:
+    """`train --detach`: start the run in the background, say where it is, return 0."""
+    from gan_tui.train.rundir import new_run_dir
+
+    run_dir = Path(config.run_dir).absolute() if config.run_dir else new_run_dir(config)
+    pid = spawn_training(run_dir, child_argv(args, run_dir, resume))
+    shown = shown_path(run_dir)
+    print(f"Training in the background (pid {pid}): {shown}")
+    print(f"  watch it:  gan-tui attach {shown}")
+    print(f"  its log:   {shown_path(run_dir / LOG_FILE)}")
+    print(f"  stop it:   gan-tui stop {shown}")
+    return 0
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the working directory when inside it (as typed), else absolute."""
+    path = path.absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def hand_over(run_dir: Path, checkpoint: Path) -> int:
+    """Continue a run the dashboard just saved and stopped, in the background; its pid."""
+    return spawn_training(run_dir, ["--run-dir", str(run_dir), "--resume", str(checkpoint)])

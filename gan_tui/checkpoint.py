@@ -219,20 +219,19 @@ def latest_checkpoint(runs_root: str | Path = "runs") -> Path:
     return candidates[-1]
 
 
-def resolve(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
-    if path_or_latest == "latest":
-        return latest_checkpoint(runs_root)
-    return Path(path_or_latest)
+def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs",
+                    flag: str = "--checkpoint") -> Path:
+    """`latest`, a run folder or a file -> the file to load (checked by the loader).
 
-
-def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
-    """`latest`, a run folder or a file -> the file to load (checked by the loader)."""
+    The one resolver for every command that reads a checkpoint (`train --resume`,
+    `sample`, `eval`); `flag` names the option in the message when there is no run yet.
+    """
     if path_or_latest == "latest":
         try:
             return latest_checkpoint(runs_root)
         except CheckpointError:
             raise CheckpointError(f"no {runs_root}/*/checkpoints/last.pt under {Path.cwd()} "
-                                  "(train first, or pass --checkpoint PATH)") from None
+                                  f"(train first, or pass {flag} PATH)") from None
     path = Path(path_or_latest)
     in_run = path / "checkpoints" / "last.pt"
     return in_run if path.is_dir() and in_run.is_file() else path

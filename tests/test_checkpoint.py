@@ -89,7 +89,7 @@ def test_latest_picks_the_newest_run(tmp_path):
     for age, name in ((100, "b"), (200, "a")):  # "b" written after "a"
         path = ckpt.save_atomic({"x": torch.zeros(1)}, tmp_path / name / "checkpoints" / "last.pt")
         os.utime(path, (time.time() - age, time.time() - age))
-    assert ckpt.resolve("latest", tmp_path).parent.parent.name == "b"
+    assert ckpt.find_checkpoint("latest", tmp_path).parent.parent.name == "b"
     assert ckpt.run_dir_of(tmp_path / "a" / "checkpoints" / "last.pt") == tmp_path / "a"
 
 

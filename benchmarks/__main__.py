@@ -60,7 +60,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
     args = build_parser().parse_args(argv)
     import torch
 
-    from gan_tui.engine import resolve_device
+    from gan_tui.train import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

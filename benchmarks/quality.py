@@ -33,11 +33,11 @@ from rich.table import Table
 
 from gan_tui.checkpoint import load_generator
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.events import Event, Finished, StepStats
 from gan_tui.metrics import score_digits
 from gan_tui.models import PRESETS, cycle_labels
 from gan_tui.sample import generate
+from gan_tui.train import Trainer
 
 DEFAULT_BUDGET_S = 400.0
 QUICK_BUDGET_S = 10.0

@@ -11,8 +11,8 @@ import torch
 from benchmarks.common import BATCH, Row, alternate, interval_text, median
 from benchmarks.seed_loop import SeedLoop
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.events import EpochEnd, Event, Started
+from gan_tui.train import Trainer
 
 MAX_STEPS = 10_000 // BATCH  # one epoch of the bundled 10,000 digits: 156 full batches
 

@@ -17,8 +17,8 @@ import torch
 from benchmarks.common import BATCH, Row
 from benchmarks.seed_loop import SeedLoop
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.events import EpochEnd, Event, StepStats
+from gan_tui.train import Trainer
 
 
 class SyncCounter:
@@ -44,7 +44,7 @@ class SyncCounter:
         return len(self.syncs)
 
     def where(self) -> str:
-        """'engine.py:250 x2, metrics.py:40 x1': the Python lines that made the syncs."""
+        """'step.py:70 x2, metrics.py:40 x1': the Python lines that made the syncs."""
         places = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in self.syncs)
         return ", ".join(f"{place} x{n}" for place, n in places.most_common()) or "none"
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gan_tui.config import TrainConfig
-from gan_tui.errors import CheckpointError, ConfigError
+from gan_tui.errors import CheckpointError, ConfigError, first_line
 
 FORMAT = "gan-tui/1"
 REQUIRED_KEYS = ("format", "config", "generator", "discriminator", "opt_g", "opt_d",
@@ -119,10 +119,10 @@ def load_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: not a gan-tui checkpoint ({_refusal(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt file ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt file ({first_line(exc)})") from None
     except Exception as exc:  # any other failure to parse untrusted bytes: still one line
         raise CheckpointError(f"{path}: truncated or corrupt file "
-                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+                              f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 # What torch's weights-only unpickler says when a file asks for code or custom objects.
@@ -190,7 +190,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
         generator.load_state_dict(weights)
     except Exception as exc:
         raise CheckpointError(f"{path}: weights do not fit the {config.preset!r} generator "
-                              f"({_first_line(exc)})") from None
+                              f"({first_line(exc)})") from None
     return generator.to(device).eval(), config
 
 
@@ -207,11 +207,6 @@ def _latent_dim_of(state: dict[str, torch.Tensor], path: str | Path) -> int:
     return int(first.shape[1])
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:160]
-
-
 # ------------------------------------------------------------ finding files
 
 
@@ -224,20 +219,19 @@ def latest_checkpoint(runs_root: str | Path = "runs") -> Path:
     return candidates[-1]
 
 
-def resolve(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
-    if path_or_latest == "latest":
-        return latest_checkpoint(runs_root)
-    return Path(path_or_latest)
+def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs",
+                    flag: str = "--checkpoint") -> Path:
+    """`latest`, a run folder or a file -> the file to load (checked by the loader).
 
-
-def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs") -> Path:
-    """`latest`, a run folder or a file -> the file to load (checked by the loader)."""
+    The one resolver for every command that reads a checkpoint (`train --resume`,
+    `sample`, `eval`); `flag` names the option in the message when there is no run yet.
+    """
     if path_or_latest == "latest":
         try:
             return latest_checkpoint(runs_root)
         except CheckpointError:
             raise CheckpointError(f"no {runs_root}/*/checkpoints/last.pt under {Path.cwd()} "
-                                  "(train first, or pass --checkpoint PATH)") from None
+                                  f"(train first, or pass {flag} PATH)") from None
     path = Path(path_or_latest)
     in_run = path / "checkpoints" / "last.pt"
     return in_run if path.is_dir() and in_run.is_file() else path

@@ -74,7 +74,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--run-dir", metavar="DIR",
                      help="where outputs go (default runs/<date>-<time>-<preset>)")
-    run.add_argument("--resume", metavar="PATH", help="a checkpoint to continue, or 'latest'")
+    run.add_argument("--resume", metavar="PATH", help="a checkpoint to continue, a run folder (its "
+                     "checkpoints/last.pt), or 'latest'")
     run.add_argument("--force", action="store_true",
                      help="resume even if the data settings differ from the checkpoint's")
     run.add_argument("--log-every", type=int, metavar="N",
@@ -105,7 +106,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
         return TrainConfig.from_dict({**defaults, **overrides}).validate(), None
     from gan_tui import checkpoint as ckpt  # torch: only needed to resume
 
-    path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
+    path = ckpt.find_checkpoint(args.resume, TrainConfig().runs_root, flag="--resume").absolute()
     saved = ckpt.config_of(ckpt.load_checkpoint(path), path).to_dict()
     saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
     return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)

@@ -1,6 +1,6 @@
 """TrainConfig: the one source of truth for every training knob.
 
-The CLI builds it, the engine reads it, and every checkpoint stores it as JSON.
+The CLI builds it, the trainer reads it, and every checkpoint stores it as JSON.
 The defaults are the seed tutorial's hyperparameters.
 """
 
@@ -18,10 +18,8 @@ from gan_tui.errors import ConfigError
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# What the engine does when a loss stops being a number (see TrainConfig.on_divergence).
-DIVERGENCE_ACTIONS = ("stop", "pause")
 MAX_LATENT_DIM = 4096
-MAX_SEED = 2**63 - 3  # the engine seeds torch generators with seed + 1, + 2 and + 3
+MAX_SEED = 2**63 - 3  # the trainer seeds torch generators with seed + 1, + 2 and + 3
 
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.
@@ -48,9 +46,6 @@ class TrainConfig:
     runs_root: str = "runs"
     log_every: int = 100
     checkpoint_every: int = 10
-    # A NaN/inf loss: "stop" (headless: exit, nothing saved over the last good checkpoint)
-    # or "pause" (the TUI: wait for the user). The sink sets it; it is not a run setting.
-    on_divergence: str = "stop"
     sample_count: int = 16
     stats_interval_ms: int = 100
     # Digits scored by the quality classifier at each epoch end; 0 turns scoring off.
@@ -94,9 +89,6 @@ class TrainConfig:
         _require(1 <= self.sample_count <= 256,
                  f"sample count must lie in 1..256, got {self.sample_count}")
         _require(self.stats_interval_ms >= 0, "stats interval must not be negative")
-        _require(self.on_divergence in DIVERGENCE_ACTIONS,
-                 f"on_divergence must be one of {choices(DIVERGENCE_ACTIONS)}, "
-                 f"got {self.on_divergence!r}")
         _require(self.quality_samples == 0 or self.quality_samples >= 2,
                  f"--quality-samples must be 0 (off) or at least 2, got {self.quality_samples}")
         _require(0 <= self.ema < 1, f"--ema must lie in [0, 1) (0 = off), got {self.ema}")

@@ -55,9 +55,9 @@ def child_argv(args: argparse.Namespace, run_dir: Path, resume: str | None) -> l
 
 def detach(args: argparse.Namespace, config: TrainConfig, resume: str | None) -> int:
     """`train --detach`: start the run in the background, say where it is, return 0."""
-    from gan_tui.train.rundir import new_run_dir
+    from gan_tui.train.rundir import choose_run_dir
 
-    run_dir = Path(config.run_dir).absolute() if config.run_dir else new_run_dir(config)
+    run_dir = choose_run_dir(config)
     pid = spawn_training(run_dir, child_argv(args, run_dir, resume))
     shown = shown_path(run_dir)
     print(f"Training in the background (pid {pid}): {shown}")

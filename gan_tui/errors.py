@@ -13,6 +13,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), cut short:
+    for one-line messages about failures deep inside torch or a parser."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:160]
+
+
 class ConfigError(GanTuiError):
     """A setting is out of range or contradicts another."""
 

@@ -55,10 +55,10 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from gan_tui.checkpoint import find_checkpoint, load_generator
-    from gan_tui.engine import resolve_device
     from gan_tui.metrics import score_digits
     from gan_tui.models import cycle_labels
     from gan_tui.sample import generate
+    from gan_tui.train import resolve_device
 
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint)

@@ -147,7 +147,7 @@ class Error:
 class Diverged:
     """A loss or D's output is no longer a number (NaN or inf).
 
-    Nothing is saved over the last good checkpoint. With config.on_divergence "stop"
+    Nothing is saved over the last good checkpoint. With Trainer(on_divergence="stop")
     a Finished(reason="diverged") follows; with "pause" a Paused follows, Resume is
     refused (an Error, fatal=False) while the weights are not finite, and Stop ends
     the run with Finished(reason="diverged") without saving.

@@ -22,7 +22,6 @@ from rich.progress import (
 )
 
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.errors import one_line
 from gan_tui.events import (
     CheckpointSaved,
@@ -40,6 +39,7 @@ from gan_tui.events import (
 from gan_tui.metrics import histogram_bars
 from gan_tui.process import freeze_startup_objects
 from gan_tui.serve.hosting import hosted
+from gan_tui.train import Trainer
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -177,8 +177,8 @@ def run_headless(config: TrainConfig, resume: str | Path | None = None, force: b
     """Train with line output; return the process exit code."""
     console = console or Console()
     sink = HeadlessSink(console)
-    config.on_divergence = "stop"  # nobody is there to resume a paused run
-    trainer = Trainer(config, sink, resume=resume, force=force)
+    # on_divergence "stop": nobody is there to resume a paused run
+    trainer = Trainer(config, sink, resume=resume, force=force, on_divergence="stop")
     freeze_startup_objects()
     with stop_on_signals(trainer) as received, hosted(trainer):
         finished = trainer.run()

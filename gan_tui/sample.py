@@ -143,7 +143,7 @@ def _out_path(text: str) -> Path:
 def run_sample(args: argparse.Namespace) -> int:
     """Run `gan-tui sample`; returns the exit code. Known failures raise GanTuiError."""
     from gan_tui.checkpoint import find_checkpoint, load_generator
-    from gan_tui.engine import resolve_device
+    from gan_tui.train import resolve_device
 
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.events import Event
+from gan_tui.train import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gan_tui import checkpoint as ckpt
+from gan_tui.config import TrainConfig
 from gan_tui.errors import CheckpointError
 
 WRITER = """
@@ -88,5 +89,12 @@ def test_latest_picks_the_newest_run(tmp_path):
     for age, name in ((100, "b"), (200, "a")):  # "b" written after "a"
         path = ckpt.save_atomic({"x": torch.zeros(1)}, tmp_path / name / "checkpoints" / "last.pt")
         os.utime(path, (time.time() - age, time.time() - age))
-    assert ckpt.resolve("latest", tmp_path).parent.parent.name == "b"
+    assert ckpt.find_checkpoint("latest", tmp_path).parent.parent.name == "b"
     assert ckpt.run_dir_of(tmp_path / "a" / "checkpoints" / "last.pt") == tmp_path / "a"
+
+
+def test_settings_of_older_checkpoints_still_load():
+    """on_divergence was a setting once; configs saved with it load without it."""
+    saved = {**TrainConfig(seed=3).to_dict(), "on_divergence": "pause"}
+    assert TrainConfig.from_dict(saved) == TrainConfig(seed=3)
+    assert "on_divergence" not in TrainConfig().to_dict()

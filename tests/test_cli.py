@@ -130,6 +130,21 @@ def test_signals_save_last_pt_and_print_how_to_resume(tmp_path, sig):
     assert state["global_step"] >= 8  # at least the first epoch's 8 steps
 
 
+def test_resume_from_a_run_folder_continues_that_run(tmp_path, capsys):
+    """`--resume runs/X` takes the folder's checkpoints/last.pt, as `sample` does."""
+    run = tmp_path / "run"
+    tiny = ("--headless", "--limit", "256", "--seed", "0", "--device", "cpu",
+            "--quality-samples", "0")
+    assert main([*tiny, "--epochs", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["--headless", "--resume", str(run), "--epochs", "2"]) == 0
+    last = run / "checkpoints" / "last.pt"
+    assert f"Resuming {last} at epoch 1/2" in capsys.readouterr().out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+
+
 def test_resume_latest_continues_from_the_saved_step(tmp_path):
     proc = start_training(tmp_path)
     try:

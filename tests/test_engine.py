@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from gan_tui import checkpoint as ckpt
-from gan_tui.engine import Trainer, make_adam, steps_per_epoch
 from gan_tui.errors import CheckpointError
 from gan_tui.events import (
     CheckpointSaved,
@@ -24,6 +23,7 @@ from gan_tui.events import (
     Stop,
 )
 from gan_tui.metrics import read_metrics
+from gan_tui.train import Trainer, make_adam, steps_per_epoch
 from tests.conftest import Recorder, train
 
 
@@ -226,3 +226,20 @@ def test_periodic_checkpoints_are_kept(small_config):
     assert names == ["epoch_0002.pt", "last.pt"]
     kept = torch.load(trainer.checkpoint_dir / "epoch_0002.pt", weights_only=True)
     assert kept["epoch"] == 2  # not overwritten when last.pt moved on to epoch 3
+
+
+def test_the_trainer_works_on_its_own_copy_of_the_config(small_config, tmp_path):
+    """The caller's config is left as given; the trainer's holds the seed the run uses."""
+    first, _ = train(small_config(epochs=1, limit=256, quality_samples=0))
+    config = small_config(seed=None, epochs=2, limit=256, quality_samples=0,
+                          run_dir=str(tmp_path / "b"))
+    fresh = Trainer(config, Recorder())
+    assert config.seed is None and fresh.config is not config
+    assert isinstance(fresh.config.seed, int)
+    resumed = Trainer(config, Recorder(), resume=first.checkpoint_dir / "last.pt")
+    assert config.seed is None and resumed.config.seed == 0  # the checkpoint's seed
+
+
+def test_on_divergence_is_a_trainer_choice(small_config):
+    with pytest.raises(ValueError, match="on_divergence must be one of stop, pause"):
+        Trainer(small_config(), Recorder(), on_divergence="ignore")

@@ -7,7 +7,6 @@ import torch
 
 from gan_tui import checkpoint as ckpt
 from gan_tui.cli import build_parser, config_from_args
-from gan_tui.engine import Trainer
 from gan_tui.events import EpochEnd, Finished, Sample, Samples, StepStats
 from gan_tui.models import (
     PRESETS,
@@ -16,6 +15,7 @@ from gan_tui.models import (
     build_models,
     count_parameters,
 )
+from gan_tui.train import Trainer
 from tests.conftest import Recorder, train
 
 

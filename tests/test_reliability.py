@@ -28,7 +28,6 @@ from rich.console import Console
 from gan_tui import checkpoint as ckpt
 from gan_tui.cli import main
 from gan_tui.config import TrainConfig
-from gan_tui.engine import FiniteBCELoss, Trainer
 from gan_tui.events import (
     CheckpointSaved,
     Diverged,
@@ -42,6 +41,8 @@ from gan_tui.events import (
 )
 from gan_tui.headless import EXIT_DIVERGED, HeadlessSink
 from gan_tui.models import PRESETS
+from gan_tui.train import Trainer
+from gan_tui.train.step import FiniteBCELoss
 from tests.conftest import REPO, Recorder, run_cli, train
 from tests.test_checkpoint import wait_for
 from tests.test_cli import read_until
@@ -355,7 +356,7 @@ import torch
 torch.set_num_threads(1)
 from gan_tui import checkpoint as ckpt
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
+from gan_tui.train import Trainer
 from gan_tui.events import CheckpointSaved, Error, Save
 
 run_dir, limit, extra = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
@@ -499,7 +500,7 @@ def test_pause_on_divergence_refuses_to_resume_or_save_nan_weights(small_config)
             trainer.send(Stop())
 
     events = Recorder(react)
-    trainer = Trainer(small_config(epochs=3, on_divergence="pause", **QUIET), events)
+    trainer = Trainer(small_config(epochs=3, **QUIET), events, on_divergence="pause")
     box.append(trainer)
     finished = trainer.run()
 

@@ -19,10 +19,10 @@ from torch import nn
 from gan_tui.checkpoint import FORMAT, capture_rng, restore_rng
 from gan_tui.cli import main
 from gan_tui.config import TrainConfig
-from gan_tui.engine import Trainer
 from gan_tui.models import PRESETS, Discriminator, Generator, Preset
 from gan_tui.presets import PRESET_INFO, PresetInfo
 from gan_tui.render import fit_columns, grid_size
+from gan_tui.train import Trainer
 
 BRAILLE = range(0x2800, 0x2900)
 WIDE = "400"  # $COLUMNS for tests that check the grid the user asked for, unshrunk

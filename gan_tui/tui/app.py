@@ -91,9 +91,10 @@ TrainerFactory = Callable[[TrainConfig, Sink, "str | None"], TrainerLike]
 
 def make_trainer(config: TrainConfig, sink: Sink, resume: str | None,
                  force: bool = False) -> TrainerLike:
-    from gan_tui.engine import Trainer  # late import: torch takes a second to load
+    from gan_tui.train import Trainer  # late import: torch takes a second to load
 
-    return Trainer(config, sink, resume=resume, force=force)
+    # A NaN loss pauses the run instead of ending it: the user sees it and decides.
+    return Trainer(config, sink, resume=resume, force=force, on_divergence="pause")
 
 
 @functools.cache
@@ -160,10 +161,6 @@ class GanTuiApp(App[int]):
         hides the start-up objects from the garbage collector (see gan_tui.process).
         """
         super().__init__()
-        # A NaN loss pauses the run instead of ending it: the user sees it and decides.
-        # Set here, on the final config (a resumed run's comes from its checkpoint), so
-        # every trainer factory gets it.
-        config.on_divergence = "pause"
         self.config = config
         self.resume = resume
         self.buffer = EventBuffer()

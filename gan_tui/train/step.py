@@ -1,0 +1,131 @@
+"""The GAN step: tensors in, a stats tensor out.
+
+Written to be captured as a graph later: fixed shapes for a given batch, no host-device
+sync, and nothing read per step but what it is passed (the EMA decay is an argument).
+The maths and the order of random draws are the seed's; resume exactness and the seed
+faithfulness tests depend on both.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from gan_tui.models import NUM_CLASSES
+
+
+class FiniteBCELoss(nn.BCELoss):
+    """The seed's BCELoss, safe when D's output stops being a number.
+
+    BCELoss refuses inputs outside [0, 1], and NaN is outside: a RuntimeError on the CPU,
+    a device-side assert that kills the whole CUDA context on a GPU. Here non-finite
+    inputs are replaced before the loss and the loss itself becomes NaN, so the step
+    completes and the engine reports the divergence from its statistics. For inputs in
+    [0, 1] the value and the gradients are exactly BCELoss's.
+    """
+
+    def forward(self, scores: Tensor, target: Tensor) -> Tensor:
+        safe = torch.nan_to_num(scores, nan=0.5, posinf=1.0, neginf=0.0)
+        # + 0 * sum: exactly +0.0 while all is finite, NaN otherwise; no host sync.
+        return super().forward(safe, target) + scores.detach().sum() * 0
+
+
+def call(model: nn.Module, x: Tensor, labels: Tensor | None) -> Tensor:
+    """model(x), or model(x, labels) for a conditional preset."""
+    return model(x) if labels is None else model(x, labels)
+
+
+class GanStep:
+    """One optimisation step of a generator/discriminator pair, exactly as the seed.
+
+    D on (real, G(z).detach()), then G through D(G(z)), then the EMA of G if there is one.
+    Conditional presets get `labels` for the real batch; their fakes get random labels,
+    drawn after the noise (unconditional presets draw nothing extra).
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                 criterion: nn.Module, latent_dim: int, device: torch.device,
+                 generator_ema: nn.Module | None = None) -> None:
+        self.generator, self.discriminator = generator, discriminator
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.criterion = criterion
+        self.latent_dim = latent_dim
+        self.device = device
+        self.generator_ema = generator_ema
+        # Fixed for the run: the loop need not look them up each step.
+        self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+
+    def __call__(self, real: Tensor, labels: Tensor | None = None,
+                 ema_decay: float = 0.0) -> Tensor:
+        """Train on one batch; return [g_loss, d_loss, D(real) mean, D(fake) mean] on the
+        device (reading it is the caller's choice of when to sync)."""
+        size = real.size(0)
+        noise = torch.randn(size, self.latent_dim, device=self.device)
+        fake_labels = None
+        if labels is not None:
+            fake_labels = torch.randint(0, NUM_CLASSES, (size,), device=self.device)
+        fake = call(self.generator, noise, fake_labels)
+
+        fake_score = call(self.discriminator, fake.detach(), fake_labels)
+        d_fake_loss = self.criterion(fake_score, torch.zeros_like(fake_score))
+        real_score = call(self.discriminator, real, labels)
+        d_real_loss = self.criterion(real_score, torch.ones_like(real_score))
+        d_loss = d_fake_loss + d_real_loss
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
+
+        fake_g_score = self._score_with_d_frozen(fake, fake_labels)
+        g_loss = self.criterion(fake_g_score, torch.ones_like(fake_g_score))
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
+        if self.generator_ema is not None:
+            update_ema(self.generator_ema, self.generator, ema_decay)
+
+        with torch.no_grad():
+            return torch.stack([g_loss, d_loss, real_score.mean(), fake_score.mean()])
+
+    def _score_with_d_frozen(self, fake: Tensor, fake_labels: Tensor | None) -> Tensor:
+        """D(G(z)) for G's loss.
+
+        G's backward needs D's input gradients only. D's weight gradients from it
+        were never read (opt_d.zero_grad() drops them before D's next backward), so
+        they are not computed: three fewer matrix products a step, no number changed.
+        """
+        for p in self._d_params:
+            p.requires_grad_(False)
+        try:
+            return call(self.discriminator, fake, fake_labels)
+        finally:
+            for p in self._d_params:
+                p.requires_grad_(True)
+
+
+# ------------------------------------------------------------------ EMA of G
+
+
+def make_ema(generator: nn.Module) -> nn.Module:
+    """A frozen copy of G for samples and scores only; deepcopy draws no random numbers."""
+    ema = copy.deepcopy(generator).eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+def ema_decay(target: float, step: int) -> float:
+    """The decay warms up as (1 + t) / (10 + t) so early samples do not show the random
+    initial weights for the first thousand steps of a short run."""
+    return min(target, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model; BatchNorm statistics are copied as they are."""
+    ema_params = list(ema.parameters())
+    params = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for ema_buf, buf in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buf.copy_(buf)

@@ -1,0 +1,153 @@
+"""A run outlives its terminal (issue 13): real detached processes, real sockets.
+
+Small runs (a few hundred digits) that train long enough to be talked to; each test
+stops what it started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gan_tui import events as ev
+from gan_tui.serve import protocol, registry
+from gan_tui.serve.client import ControlClient
+from tests.conftest import run_cli
+
+LONG = ("--limit", "256", "--epochs", "500", "--seed", "3", "--device", "cpu",
+        "--quality-samples", "0")
+WAIT_S = 90.0  # generous: two cores are shared with the rest of the suite
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(run: Path) -> dict:
+    return registry.read_status(run)
+
+
+@pytest.fixture
+def detached(tmp_path: Path) -> Iterator[Path]:
+    """A detached run trained in tmp_path/runs/bg; killed at the end if still alive."""
+    run = tmp_path / "runs" / "bg"
+    out = run_cli("train", "--detach", "--run-dir", str(run), *LONG, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    try:
+        yield run
+    finally:
+        pid = registry.lock_holder(run) or status(run).get("pid")
+        if pid and registry.is_locked(run):
+            os.kill(pid, signal.SIGKILL)
+
+
+def connect(run: Path) -> ControlClient:
+    socket_path = wait_for(lambda: status(run).get("socket"), "the control socket")
+    return ControlClient.connect(socket_path)
+
+
+def next_of(client: ControlClient, kind: type, limit: int = 100_000):
+    for n, message in enumerate(client.messages()):
+        if isinstance(message, kind):
+            return message
+        assert n < limit, f"no {kind.__name__}"
+    raise AssertionError(f"connection closed before a {kind.__name__}")
+
+
+def test_detach_returns_at_once_and_the_run_trains_without_a_terminal(tmp_path, detached):
+    log = (detached / "train.log")
+    assert log.exists()
+    wait_for(lambda: status(detached).get("state") == "running", "the run to start")
+    first = wait_for(lambda: status(detached).get("step"), "steps")
+    wait_for(lambda: status(detached).get("step", 0) > first, "more steps")
+    holder = registry.lock_holder(detached)
+    # a session of its own: no controlling terminal to lose
+    assert os.getsid(holder) == holder
+    listing = run_cli("runs", str(tmp_path / "runs"), cwd=tmp_path)
+    assert listing.returncode == 0 and "bg" in listing.stdout and "running" in listing.stdout
+
+
+def test_viewer_gets_history_and_pause_stops_the_step_counter(detached):
+    wait_for(lambda: status(detached).get("step", 0) > 20, "some steps")
+    with connect(detached) as client:
+        hello = next_of(client, protocol.Hello)
+        assert hello.run_dir == str(detached)
+        started = next_of(client, ev.Started)
+        assert started.preset == "seed"
+        next_of(client, protocol.HistoryDone)
+        client.send(ev.Pause())
+        paused = next_of(client, ev.Paused)
+        wait_for(lambda: status(detached).get("state") == "paused", "paused status")
+        time.sleep(0.5)  # a paused run takes no steps: nothing to wait for but time
+        assert status(detached)["step"] == paused.global_step
+        client.send(ev.Resume())
+        resumed = next_of(client, ev.Resumed)
+        assert resumed.global_step == paused.global_step
+        assert next_of(client, ev.StepStats).global_step > paused.global_step
+
+
+def test_killed_viewer_leaves_training_untouched_and_two_viewers_share(detached):
+    first = connect(detached)
+    second = connect(detached)
+    next_of(first, protocol.HistoryDone)
+    next_of(second, protocol.HistoryDone)
+    first._sock.close()  # as a kill -9 leaves it: no goodbye
+    step = next_of(second, ev.StepStats).global_step
+    assert next_of(second, ev.StepStats).global_step > step
+    second.close()
+
+
+def test_stop_saves_and_waits_and_then_the_run_is_stopped(tmp_path, detached):
+    wait_for(lambda: status(detached).get("state") == "running", "the run to start")
+    out = run_cli("stop", str(detached), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Stopped at epoch" in out.stdout and "last.pt" in out.stdout
+    assert not registry.is_locked(detached)
+    assert registry.live_state(detached) == "stopped"
+    assert (detached / "checkpoints" / "last.pt").is_file()
+    again = run_cli("stop", str(detached), cwd=tmp_path)
+    assert again.returncode == 1
+    assert "is not running (stopped)" in again.stderr and "--resume" in again.stderr
+
+
+def test_a_killed_run_is_crashed_not_running(tmp_path, detached):
+    wait_for(lambda: status(detached).get("state") == "running", "the run to start")
+    os.kill(registry.lock_holder(detached), signal.SIGKILL)
+    wait_for(lambda: not registry.is_locked(detached), "the process to die")
+    listing = run_cli("runs", str(tmp_path / "runs"), cwd=tmp_path)
+    assert "crashed" in listing.stdout and "running" not in listing.stdout
+    out = run_cli("attach", str(detached), cwd=tmp_path)
+    assert out.returncode == 1 and "is not running (crashed)" in out.stderr
+
+
+def test_two_runs_never_share_a_folder(tmp_path, detached):
+    wait_for(lambda: registry.is_locked(detached), "the lock")
+    out = run_cli("train", "--headless", "--run-dir", str(detached), *LONG, cwd=tmp_path)
+    assert out.returncode == 1
+    assert f"in use by process {registry.lock_holder(detached)}" in out.stderr
+    resumed = run_cli("train", "--headless", "--resume", str(detached), cwd=tmp_path)
+    assert resumed.returncode == 1 and "in use by process" in resumed.stderr
+
+
+def test_a_fresh_run_refuses_a_folder_with_a_checkpoint(tmp_path):
+    run = tmp_path / "done"
+    first = run_cli("train", "--headless", "--run-dir", str(run), "--limit", "256",
+                    "--epochs", "1", "--quality-samples", "0", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    config = json.loads((run / "config.json").read_text())
+    again = run_cli("train", "--headless", "--run-dir", str(run), "--limit", "256",
+                    "--epochs", "1", "--quality-samples", "0", cwd=tmp_path)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    assert json.loads((run / "config.json").read_text()) == config  # nothing overwritten

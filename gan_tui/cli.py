@@ -86,6 +86,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"digits scored for quality each epoch ({d.quality_samples}; 0 = off)")
     run.add_argument("--headless", action="store_true",
                      help="line output instead of the TUI (automatic when not a terminal)")
+    run.add_argument("--detach", action="store_true",
+                     help="train in a background process of its own and return at once; "
+                     "watch it with gan-tui attach, list runs with gan-tui runs")
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
@@ -114,6 +117,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 
 def run_train(args: argparse.Namespace) -> int:
     config, resume = config_from_args(args)
+    if args.detach:
+        from gan_tui.detach import detach
+
+        return detach(args, config, resume)
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from gan_tui.headless import run_headless
 

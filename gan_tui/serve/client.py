@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import socket
 import threading
@@ -28,6 +29,7 @@ class ControlClient:
         self._sock = sock
         self._send_lock = threading.Lock()
         self._reader = FrameReader()
+        self._pending: collections.deque[protocol.Message] = collections.deque()
 
     @classmethod
     def connect(cls, socket_path: str | Path, timeout_s: float = 5.0) -> ControlClient:
@@ -45,13 +47,17 @@ class ControlClient:
     def messages(self) -> Iterator[protocol.Message]:
         """Messages until the run closes the connection (ProtocolError if it sends junk)."""
         while True:
+            # Decoded but not yet taken: a caller may stop iterating after any message
+            # and call again, and nothing read from the socket is lost.
+            while self._pending:
+                yield self._pending.popleft()
             try:
                 data = self._sock.recv(_RECV)
             except OSError:
                 return
             if not data:
                 return
-            yield from self._reader.feed(data)
+            self._pending.extend(self._reader.feed(data))
 
     def send(self, command: Command) -> bool:
         """False when the run is gone."""

@@ -61,20 +61,21 @@ class RunLock:
     """The one-writer lock of a run folder (flock on `.lock`, the holder's pid inside).
 
     A lock left by a dead process is free again (the kernel released it), so taking
-    it over needs nothing special.
+    it over needs nothing special. The lock is a file object: dropped with its owner
+    even if `release` is never called.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_FILE
-        self._fd: int | None = None
+        self._file: Any = None
 
     def acquire(self) -> None:
         """Take the lock or raise ConfigError naming the process that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held for the whole run)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(fd)
+            handle.close()
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             holder = lock_holder(self.path.parent)
@@ -82,14 +83,16 @@ class RunLock:
             raise ConfigError(f"{self.path.parent} is in use by {who} (another gan-tui run "
                               "trains into it); choose another --run-dir, or stop that run "
                               "first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
 
     def __enter__(self) -> RunLock:
         self.acquire()

@@ -7,9 +7,9 @@
     <run>/checkpoints/epoch_NNNN.pt, step_NNNNNNN.pt   kept copies
 
 This is the one place for what must hold for the whole folder: a multi-process run
-writes from rank 0 only (gate the methods below), and a run lock (one trainer per
-folder) belongs in `open`. A failed write is reported to the sink, never fatal:
-training goes on and the next write tries again.
+writes from rank 0 only (gate the methods below), and `open` takes the run lock (one
+trainer per folder, see gan_tui.serve.registry). A failed write is reported to the sink,
+never fatal: training goes on and the next write tries again.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from gan_tui.config import TrainConfig
 from gan_tui.errors import ConfigError
 from gan_tui.events import CheckpointSaved, Error, Sink
 from gan_tui.metrics import MetricsLog
+from gan_tui.serve.registry import RunLock
 
 # A write failed for want of space: a full disk, a too large file, a full quota.
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -58,11 +59,27 @@ class RunDir:
         self.last_good: tuple[Path, int] | None = None  # newest good checkpoint, its step
         self._report = report
         self._metrics: MetricsLog | None = None
+        self._lock = RunLock(path)
         self._log_failing = False
 
-    def open(self, config: TrainConfig) -> None:
-        """Create the folders, write config.json, open metrics.jsonl, and remove the temp
-        files a killed run left; a folder that cannot be used is a ConfigError."""
+    def open(self, config: TrainConfig, resuming: bool = False) -> None:
+        """Take the folder's lock, create the folders, write config.json, open
+        metrics.jsonl, and remove the temp files a killed run left; a folder that cannot
+        be used (another run's, or a finished run's when not resuming) is a ConfigError.
+
+        The lock comes first: then no live writer's temp file can be mistaken for stale.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot use run directory {self.path}: "
+                              f"{exc.strerror or exc}") from None
+        self._lock.acquire()
+        if not resuming and self.last.exists():
+            self._lock.release()
+            raise ConfigError(f"{self.path} already holds a run (checkpoints/last.pt); "
+                              f"continue it with --resume {self.path}, or choose another "
+                              "--run-dir")
         try:
             for folder in (self.path, self.checkpoints, self.samples):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +93,7 @@ class RunDir:
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
+        self._lock.release()
 
     # ------------------------------------------------------------ metrics
 

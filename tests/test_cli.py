@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,17 @@ def test_every_preset_is_described_and_buildable():
 
     assert list(PRESETS) == list(PRESET_INFO)
     assert all(PRESETS[n].conditional == PRESET_INFO[n].conditional for n in PRESETS)
+
+
+def test_cgan_on_labels_outside_0_to_9_is_one_line_not_a_traceback(capsys, tmp_path):
+    from tests.test_data import write_split
+
+    labels = np.arange(64) % 10
+    labels[7] = 200
+    write_split(tmp_path / "d", "t10k", np.zeros((64, 28, 28)), labels)
+    rc = main([*SMALL, "--preset", "cgan", "--epochs", "1", "--data-dir", str(tmp_path / "d"),
+               "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"gan-tui: error: {tmp_path / 'd' / 't10k-labels-idx1-ubyte'}: "
+                          "label 200 at position 7 is not a digit class 0-9")

@@ -13,10 +13,10 @@ from typing import Any, NoReturn
 
 from gan_tui import __version__
 from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig
-from gan_tui.errors import GanTuiError, one_line
+from gan_tui.errors import GanTuiError, UsageError, one_line
 
 PROG = "gan-tui"
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # argparse's errors and UsageError: the command line alone is wrong
 
 # CLI flag dest -> TrainConfig field. Flags default to None so we know what the user set.
 CONFIG_FLAGS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except GanTuiError as exc:
         print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

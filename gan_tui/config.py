@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan_tui.errors import ConfigError
+from gan_tui.errors import ConfigError, UsageError
 
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
@@ -129,7 +129,7 @@ class TrainConfig:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ConfigError(message)
+        raise UsageError(message)  # wrapped as a CheckpointError when a file holds the value
 
 
 # Annotations TrainConfig's fields use -> the types a value may have (bool is no int here).

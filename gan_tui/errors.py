@@ -17,6 +17,12 @@ class ConfigError(GanTuiError):
     """A setting is out of range or contradicts another."""
 
 
+class UsageError(ConfigError):
+    """The command line alone is wrong: a value no run accepts (`--epochs 0`, `--lr-g nan`),
+    or flags that contradict each other. Exit 2, as argparse's own usage errors; problems
+    found only by looking at a file, a folder or the machine are other errors (exit 1)."""
+
+
 class DataError(GanTuiError):
     """A dataset is missing, malformed or cannot be fetched."""
 

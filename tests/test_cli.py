@@ -53,9 +53,36 @@ class _no_raise:
         return False
 
 
+@pytest.mark.parametrize("args", [
+    ["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--lr-g", "nan"],
+    ["--lr-d", "inf"], ["--latent-dim", "0"], ["--ema", "2"], ["--log-every", "0"],
+    ["--checkpoint-every", "0"], ["--quality-samples", "1"], ["--seed", "-1"],
+    ["--epochs", "many"], ["--preset", "nope"],  # caught by argparse itself
+])
+def test_every_usage_error_exits_2(capsys, args):
+    """A value no run accepts is bad usage (2), whether argparse or the config catches it."""
+    try:
+        rc = main(["--headless", *args])
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("gan-tui"), (rc, err)
+    assert "error: " in err
+
+
+@pytest.mark.parametrize("args", [
+    ["--data-dir", "/no/such/dir"], ["--resume", "/no/such.pt"],
+    ["sample", "--checkpoint", "/no/such.pt"], ["eval", "--checkpoint", "/no/such.pt"],
+])
+def test_errors_that_are_not_usage_exit_1(capsys, args):
+    rc = main(args if args[0] in ("sample", "eval") else ["--headless", *args])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("gan-tui: error: "), (rc, err)
+
+
 def test_error_from_a_real_process_has_no_traceback(tmp_path):
     result = run_cli("--epochs", "0", cwd=tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert result.stderr.strip() == "gan-tui: error: --epochs must be at least 1, got 0"
 
 

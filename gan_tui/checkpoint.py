@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import random
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -106,12 +107,9 @@ def _fsync_dir(folder: Path) -> None:
 def load_file(path: str | Path) -> Any:
     """torch.load with weights_only=True; every failure becomes one CheckpointError line."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty")
+    check_regular_file(path)
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path}: not a gan-tui checkpoint (it is not a PyTorch file)")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 179": not for users
             warnings.simplefilter("ignore")
@@ -123,6 +121,44 @@ def load_file(path: str | Path) -> Any:
     except Exception as exc:  # any other failure to parse untrusted bytes: still one line
         raise CheckpointError(f"{path}: truncated or corrupt file "
                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def check_regular_file(path: Path) -> None:
+    """A CheckpointError unless `path` is a non-empty regular file. Only stat() looks at
+    it: a FIFO is never opened (that would block), a device never read."""
+    try:
+        mode, size = (info := path.stat()).st_mode, info.st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: is {_kind_of(mode)}, not a regular checkpoint file")
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+
+
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+# How torch files begin: a zip archive (torch.save since 1.6), or a pickle (protocol 2+:
+# the legacy format, or a bare pickle, which the weights-only loader then vets).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """Read the first bytes only: a huge file of zeros is refused without torch reading it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return head.startswith(_TORCH_MAGIC)
 
 
 # What torch's weights-only unpickler says when a file asks for code or custom objects.
@@ -207,9 +243,14 @@ def _latent_dim_of(state: dict[str, torch.Tensor], path: str | Path) -> int:
     return int(first.shape[1])
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The message's first line; a long one is cut at a word, marked with '...'."""
     lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:160]
+    line = lines[0] if lines else type(exc).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0] if " " in line[:limit] else line[:limit]
+    return cut.rstrip(" ,;:") + "..."
 
 
 # ------------------------------------------------------------ finding files

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from gan_tui import __version__
-from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig
+from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig, check_run_dir
 from gan_tui.errors import GanTuiError, UsageError, one_line
 
 PROG = "gan-tui"
@@ -113,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 
 def run_train(args: argparse.Namespace) -> int:
     config, resume = config_from_args(args)
+    check_run_dir(config.run_dir or config.runs_root)  # before anything is built or made
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from gan_tui.headless import run_headless
 

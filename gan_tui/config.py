@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,24 @@ class TrainConfig:
         """Human-readable list of `key: mine != theirs` for the given keys."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in keys if mine[k] != theirs[k]]
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """ConfigError (exit 1: the disk, not the command line) when `run_dir` or a folder
+    above it exists as something other than a folder; stat() only, nothing is created."""
+    path = Path(run_dir)
+    for place in (path, *path.absolute().parents):
+        try:
+            mode = place.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # missing folders are created when the run starts; a file above: later
+        except OSError:
+            return  # e.g. no permission: creating it says why
+        if stat.S_ISDIR(mode):
+            return
+        what = "a file, not a folder" if stat.S_ISREG(mode) else "not a folder"
+        subject = "it" if place == path else str(place)
+        raise ConfigError(f"cannot use run directory {run_dir}: {subject} is {what}")
 
 
 def _require(condition: bool, message: str) -> None:

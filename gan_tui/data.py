@@ -201,7 +201,8 @@ def load_idx_dir(directory: str | Path, split: str = "test") -> DigitSet:
     """Load `test`, `train` or `all` (train then test) from a folder of IDX files."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"data directory {directory} does not exist")
+        what = "is not a folder" if directory.exists() else "does not exist"
+        raise DataError(f"data directory {directory} {what}")
     splits = ("train", "test") if split == "all" else (split,)
     parts = [_load_split(directory, s) for s in splits]
     images = np.concatenate([p[0] for p in parts])

@@ -90,3 +90,10 @@ def test_latest_picks_the_newest_run(tmp_path):
         os.utime(path, (time.time() - age, time.time() - age))
     assert ckpt.resolve("latest", tmp_path).parent.parent.name == "b"
     assert ckpt.run_dir_of(tmp_path / "a" / "checkpoints" / "last.pt") == tmp_path / "a"
+
+
+def test_a_long_torch_message_is_cut_at_a_word_not_mid_word():
+    text = ckpt._first_line(RuntimeError("magic number corrupt " * 20))
+    assert text.endswith("...") and len(text) <= 163
+    assert set(text.removesuffix("...").split()) <= {"magic", "number", "corrupt"}
+    assert ckpt._first_line(RuntimeError("short\nsecond line")) == "short"

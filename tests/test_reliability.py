@@ -197,6 +197,55 @@ def test_bad_checkpoint_files_are_one_line_errors_naming_the_file(
     assert says in err
 
 
+@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("special, kind", [
+    ("/dev/zero", "a character device"), ("/dev/urandom", "a character device")])
+def test_a_device_as_checkpoint_is_not_a_regular_file(capsys, command, special, kind):
+    if not Path(special).exists():
+        pytest.skip(f"no {special} here")
+    args = (["--headless", "--resume"] if command == "train" else ["sample", "--checkpoint"])
+    rc = main([*args, special])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: {special}: is {kind}, not a regular "
+                                      "checkpoint file\n")
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_fifo_as_checkpoint_is_refused_without_opening_it(tmp_path, command):
+    """Opening a FIFO with no writer would block: a real process shows it never does."""
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    args = (["--headless", "--resume"] if command == "train" else ["sample", "--checkpoint"])
+    result = run_cli(*args, str(fifo), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"gan-tui: error: {fifo}: is a FIFO (named pipe), not a regular "
+                             "checkpoint file\n")
+
+
+def test_a_huge_sparse_file_is_not_a_checkpoint_cleanly(capsys, tmp_path):
+    sparse = tmp_path / "sparse.pt"
+    with open(sparse, "wb") as fh:
+        fh.truncate(8 * 2**30)  # 8 GiB of zeros that take no disk
+    rc = main(["--headless", "--resume", str(sparse)])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: {sparse}: not a gan-tui checkpoint "
+                                      "(it is not a PyTorch file)\n")
+
+
+def test_a_file_as_data_dir_or_run_dir_says_it_is_a_file(capsys, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder")
+    rc = main([*SMALL, "--epochs", "1", "--data-dir", str(afile),
+               "--run-dir", str(tmp_path / "run")])
+    assert rc == 1
+    assert one_line_error(capsys) == f"gan-tui: error: data directory {afile} is not a folder\n"
+    rc = main([*SMALL, "--epochs", "1", "--run-dir", str(afile)])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: cannot use run directory {afile}: it is "
+                                      "a file, not a folder\n")
+    assert afile.read_text() == "not a folder"
+
+
 @pytest.fixture
 def malicious(tmp_path) -> tuple[Path, Path, Path]:
     """The payload as a torch.save zip and as a bare pickle; both shown to be live."""
@@ -338,7 +387,8 @@ def test_bad_data_folders_are_one_line_errors(capsys, tmp_path, make, extra, say
 def test_an_unusable_run_directory_is_a_one_line_error(capsys, tmp_path, where):
     if where == "under a file":
         (tmp_path / "file").write_text("not a folder")
-        run_dir, reason = tmp_path / "file" / "run", "Not a directory"
+        run_dir = tmp_path / "file" / "run"
+        reason = f"{tmp_path / 'file'} is a file, not a folder"
     else:
         if not Path("/proc/self").is_dir():
             pytest.skip("no /proc here")

@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from gan_tui import __version__
-from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig, check_run_dir
+from gan_tui.config import (
+    DATASETS,
+    DEVICES,
+    SPLITS,
+    TrainConfig,
+    check_resume,
+    check_run_dir,
+)
 from gan_tui.errors import GanTuiError, UsageError, one_line
 
 PROG = "gan-tui"
@@ -106,9 +113,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
     from gan_tui import checkpoint as ckpt  # torch: only needed to resume
 
     path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
-    saved = ckpt.config_of(ckpt.load_checkpoint(path), path).to_dict()
-    saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
-    return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)
+    saved = ckpt.config_of(ckpt.load_checkpoint(path), path)
+    merged = saved.to_dict()
+    merged["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
+    config = TrainConfig.from_dict({**merged, **overrides}).validate()
+    check_resume(saved, config, path, args.force)  # before the engine builds anything
+    return config, str(path)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan_tui.errors import ConfigError, UsageError
+from gan_tui.errors import CheckpointError, ConfigError, UsageError
 
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
@@ -27,6 +27,10 @@ MAX_SEED = 2**63 - 3  # the engine seeds torch generators with seed + 1, + 2 and
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.
 IDENTITY_KEYS = ("preset", "latent_dim", "dataset", "split", "limit", "data_dir")
+# Of those, the ones that decide the networks' shapes: saved weights never fit another
+# value, so --force cannot help. The others only change the data (--force may).
+SHAPE_KEYS = ("preset", "latent_dim")
+DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
 
 
 @dataclass
@@ -126,6 +130,25 @@ class TrainConfig:
         """Human-readable list of `key: mine != theirs` for the given keys."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in keys if mine[k] != theirs[k]]
+
+
+def check_resume(saved: TrainConfig, wanted: TrainConfig, path: str | Path,
+                 force: bool) -> None:
+    """CheckpointError when the checkpoint at `path` (trained with `saved`) cannot be
+    resumed as `wanted`: a different network shape at once (--force cannot load weights of
+    another shape), different data unless forced."""
+    shape = wanted.differences(saved, SHAPE_KEYS)
+    if shape:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in SHAPE_KEYS
+                             if getattr(saved, k) != getattr(wanted, k))
+        raise CheckpointError(
+            f"{path} was trained with other networks ({'; '.join(shape)}); --force cannot "
+            "help: the preset and latent_dim decide the networks' shapes, and the saved "
+            f"weights fit no other; leave out {flags} to resume it, or start a new run")
+    data = wanted.differences(saved, DATA_KEYS)
+    if data and not force:
+        raise CheckpointError(f"{path} was trained with a different setup "
+                              f"({'; '.join(data)}); pass --force to resume anyway")
 
 
 def check_run_dir(run_dir: str | Path) -> None:

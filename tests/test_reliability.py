@@ -286,27 +286,40 @@ def test_a_malicious_bare_pickle_runs_nothing(capsys, malicious, command):
     assert not marker.exists()
 
 
-def test_resume_into_another_latent_size_lists_the_keys_unless_forced(capsys, good_checkpoint):
-    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64"])
+CANNOT_FORCE = ("--force cannot help: the preset and latent_dim decide the networks' shapes, "
+                "and the saved weights fit no other")
+
+
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_resume_into_another_latent_size_says_at_once_force_cannot_help(
+        capsys, good_checkpoint, force):
+    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64", *force])
     err = one_line_error(capsys)
     assert rc == 1
-    assert f"{good_checkpoint} was trained with a different setup (latent_dim: 100 != 64)" in err
-    assert "pass --force to resume anyway" in err
-    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64", "--force"])
-    err = one_line_error(capsys)
-    assert rc == 1 and f"{good_checkpoint}: weights do not fit this preset" in err
+    assert err == (f"gan-tui: error: {good_checkpoint} was trained with other networks "
+                   f"(latent_dim: 100 != 64); {CANNOT_FORCE}; leave out --latent-dim to "
+                   "resume it, or start a new run\n")
 
 
-def test_resume_a_checkpoint_of_another_preset_lists_the_keys(capsys, tmp_path):
+def test_resume_a_checkpoint_of_another_preset_says_force_cannot_help(capsys, tmp_path):
     other = next(name for name in PRESETS if name != "seed")
     config = TrainConfig(preset=other, limit=64, epochs=1, seed=0, device="cpu",
                          run_dir=str(tmp_path / "other"), **QUIET)
     path = Trainer(config, Recorder()).save("test")
-    rc = main(["--headless", "--resume", str(path), "--preset", "seed"])
+    for force in ((), ("--force",)):
+        rc = main(["--headless", "--resume", str(path), "--preset", "seed", *force])
+        err = one_line_error(capsys)
+        assert rc == 1 and f"(preset: {other!r} != 'seed'" in err and CANNOT_FORCE in err
+        assert "weights do not fit" not in err and "state_dict" not in err
+
+
+def test_resume_on_other_data_asks_for_force_and_then_trains(capsys, good_checkpoint, tmp_path):
+    args = ["--headless", "--resume", str(good_checkpoint), "--limit", "32", "--epochs", "1",
+            "--quality-samples", "0", "--run-dir", str(tmp_path / "forced")]
+    rc = main(args)
     err = one_line_error(capsys)
-    assert rc == 1 and f"(preset: {other!r} != 'seed'" in err and "--force" in err
-    rc = main(["--headless", "--resume", str(path), "--preset", "seed", "--force"])
-    assert rc == 1 and "weights do not fit this preset" in one_line_error(capsys)
+    assert rc == 1 and "(limit: 64 != 32); pass --force to resume anyway" in err
+    assert main([*args, "--force"]) == 0
 
 
 def test_forced_resume_onto_other_data_restarts_the_interrupted_epoch(small_config):

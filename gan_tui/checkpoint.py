@@ -284,10 +284,25 @@ def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs") -> Path
     return in_run if path.is_dir() and in_run.is_file() else path
 
 
-def run_dir_of(checkpoint_path: Path) -> Path:
-    """runs/<name>/checkpoints/x.pt -> runs/<name>; otherwise the file's folder."""
+def run_dir_of(checkpoint_path: Path) -> Path | None:
+    """runs/<name>/checkpoints/x.pt -> runs/<name>; None for a checkpoint kept anywhere
+    else (its folder is not a run's: resuming it must not fill that folder)."""
     parent = checkpoint_path.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def resume_run_dir(checkpoint_path: Path, runs_root: str | Path) -> tuple[Path, bool]:
+    """Where a resume of `checkpoint_path` writes, and whether that is a new run folder:
+    the checkpoint's own run, or for a loose checkpoint (./moved.pt) a new folder under
+    `runs_root` named after it, runs/moved-resumed, -resumed-2, ... (the first free)."""
+    home = run_dir_of(checkpoint_path)
+    if home is not None:
+        return home, False
+    base = Path(runs_root).absolute() / f"{checkpoint_path.stem}-resumed"
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return candidate, True
 
 
 # ---------------------------------------------------------------- RNG state

@@ -115,9 +115,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
     path = ckpt.resolve(args.resume, TrainConfig().runs_root).absolute()
     saved = ckpt.config_of(ckpt.load_checkpoint(path), path)
     merged = saved.to_dict()
-    merged["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
+    run_dir, new = ckpt.resume_run_dir(path, saved.runs_root)
+    merged["run_dir"] = str(run_dir)  # keep writing where the run lives
     config = TrainConfig.from_dict({**merged, **overrides}).validate()
     check_resume(saved, config, path, args.force)  # before the engine builds anything
+    if new and "run_dir" not in overrides:
+        print(f"{PROG}: note: {path} is not in a run's checkpoints/ folder; resuming into a "
+              f"new run folder {run_dir}", file=sys.stderr)
     return config, str(path)
 
 

@@ -640,3 +640,22 @@ def test_finite_bce_is_the_seeds_bce_on_probabilities_and_survives_nan():
     loss = FiniteBCELoss()(c, target)
     loss.backward()
     assert loss.isnan() and c.grad.isfinite().all()
+
+
+def test_resuming_a_loose_checkpoint_makes_a_new_run_folder_and_says_where(
+        capsys, monkeypatch, tmp_path, good_checkpoint):
+    """./moved.pt (outside a run's checkpoints/) must not turn the working folder into a
+    run folder: the resume goes to runs/moved-resumed, then -2, and says so on stderr."""
+    monkeypatch.chdir(tmp_path)
+    moved = tmp_path / "moved.pt"
+    moved.write_bytes(good_checkpoint.read_bytes())
+    for name in ("moved-resumed", "moved-resumed-2"):
+        rc = main([*SMALL, "--resume", "moved.pt", "--limit", "64", "--epochs", "1"])
+        captured = capsys.readouterr()
+        run = tmp_path / "runs" / name
+        assert rc == 0, captured.err
+        assert captured.err == (f"gan-tui: note: {moved} is not in a run's checkpoints/ "
+                                f"folder; resuming into a new run folder {run}\n")
+        assert f"run dir {run}" in captured.out
+        assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved.pt", "runs"]

@@ -15,6 +15,7 @@ from gan_tui import __version__
 from gan_tui.config import (
     DATASETS,
     DEVICES,
+    FLAG_KEYS,
     SPLITS,
     TrainConfig,
     check_resume,
@@ -26,9 +27,7 @@ PROG = "gan-tui"
 EXIT_USAGE = 2  # argparse's errors and UsageError: the command line alone is wrong
 
 # CLI flag dest -> TrainConfig field. Flags default to None so we know what the user set.
-CONFIG_FLAGS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
-                "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-                "checkpoint_every", "quality_samples", "ema")
+CONFIG_FLAGS = FLAG_KEYS
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -31,6 +31,10 @@ IDENTITY_KEYS = ("preset", "latent_dim", "dataset", "split", "limit", "data_dir"
 # value, so --force cannot help. The others only change the data (--force may).
 SHAPE_KEYS = ("preset", "latent_dim")
 DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
+# The settings the command line sets, each by the flag --<key with dashes>.
+FLAG_KEYS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
+             "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
+             "checkpoint_every", "quality_samples", "ema")
 
 
 @dataclass
@@ -130,6 +134,35 @@ class TrainConfig:
         """Human-readable list of `key: mine != theirs` for the given keys."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in keys if mine[k] != theirs[k]]
+
+
+def resume_flags(config: TrainConfig, saved: TrainConfig, checkpoint_home: Path | None,
+                 lower_lr: bool = False) -> list[str]:
+    """The flags that make `--resume CHECKPOINT` go on as `config` did.
+
+    The rule: a resumed run takes the checkpoint's saved settings, then the flags given.
+    So every setting a flag sets whose value in `config` differs from the checkpoint's
+    (`saved`) is carried: --epochs above all, since epochs count from the run's start (a
+    resume that drops it stops at the checkpoint's own target, training nothing). Learning
+    rates are halved with `lower_lr` (after a divergence). --run-dir is carried when the
+    run wrote elsewhere than the checkpoint's own run folder (`checkpoint_home`, None for
+    a checkpoint kept outside a run), and --force when the data settings differ.
+    """
+    flags: list[str] = []
+    for key in FLAG_KEYS:
+        value = getattr(config, key)
+        if key in ("lr_g", "lr_d") and lower_lr:
+            value = value / 2
+        elif key == "run_dir":
+            if value is None or (checkpoint_home is not None
+                                 and Path(value).absolute() == checkpoint_home):
+                continue
+        elif value == getattr(saved, key) or value is None:
+            continue
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    if saved.differences(config, DATA_KEYS):
+        flags.append("--force")
+    return flags
 
 
 def check_resume(saved: TrainConfig, wanted: TrainConfig, path: str | Path,

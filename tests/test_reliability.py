@@ -15,6 +15,7 @@ import pickle
 import random
 import re
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -488,7 +489,8 @@ def test_headless_on_a_full_disk_reports_each_failure_and_exits_1(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stdout.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
+    assert not any(line.startswith("error: ") for line in lines)  # errors go to stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     last = run / "checkpoints" / "last.pt"
     save_error = (f"error: could not save {last}: File too large; no checkpoint of this run is "
                   "saved yet; free some space, the next save tries again")
@@ -506,7 +508,8 @@ def test_headless_on_a_full_disk_reports_each_failure_and_exits_1(tmp_path):
 def test_error_messages_are_printed_literally(tmp_path):
     """Paths in messages may hold [brackets]: no rich markup may be read into them."""
     out = io.StringIO()
-    sink = HeadlessSink(Console(file=out, width=200), show_progress=False)
+    sink = HeadlessSink(Console(file=io.StringIO()), show_progress=False,
+                        err_console=Console(file=out, width=200))
     sink(Error("could not save /runs/[/b]/x[bold]/last.pt: No space left on device", False))
     assert out.getvalue() == ("error: could not save /runs/[/b]/x[bold]/last.pt: No space left "
                               "on device\n")
@@ -603,16 +606,24 @@ def test_headless_divergence_keeps_last_pt_names_it_and_exits_3(small_config, tm
                      "--lr-d", "1e30", *QUIET_FLAGS, cwd=tmp_path)
     assert result.returncode == EXIT_DIVERGED == 3
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1
+    errors = result.stderr.splitlines()  # errors on stderr, nothing else there
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "error" not in result.stdout
     # Headless reads the statistics every 100 ms: the step that shows it depends on timing.
     assert re.match(r"error: training diverged at step (9|1[0-6]), in epoch \[1/3\] \(",
                     errors[0]), errors[0]
     assert errors[0].endswith(f"nothing was saved over the last good checkpoint {last} (step 8)")
-    assert result.stdout.splitlines()[-1] == (
-        f"Resume with lower learning rates: gan-tui train --resume {last} --lr-g 5e+29 "
-        "--lr-d 5e+29")
+    advice = result.stdout.splitlines()[-1]
+    # --epochs 3 is kept: epochs count from the run's start, and the checkpoint's own
+    # target (1) is already reached, so a resume without it would train nothing.
+    assert advice == (f"Resume with lower learning rates: gan-tui train --resume {last} "
+                      "--epochs 3 --lr-g 5e+29 --lr-d 5e+29")
     assert digest(last) == good
+    # The advised command really trains on (and, its rates still absurd, diverges again),
+    # instead of printing "Done: 1 epochs" and exiting 0.
+    again = run_cli(*shlex.split(advice.split(": ", 1)[1])[1:], "--headless", cwd=tmp_path)
+    assert again.returncode == EXIT_DIVERGED, again.stdout
+    assert "Done" not in again.stdout and "training diverged" in again.stderr
 
 
 def test_resume_trains_on_with_the_learning_rates_given(small_config):
@@ -659,3 +670,21 @@ def test_resuming_a_loose_checkpoint_makes_a_new_run_folder_and_says_where(
         assert f"run dir {run}" in captured.out
         assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["moved.pt", "runs"]
+
+
+def test_resume_advice_carries_every_setting_that_differs_from_the_checkpoint(tmp_path):
+    from gan_tui.config import resume_flags
+
+    home = tmp_path / "runs" / "a"
+    saved = TrainConfig(epochs=1, limit=512, seed=0, run_dir=str(home))
+    same = TrainConfig(**{**saved.to_dict()})
+    assert resume_flags(same, saved, home) == []
+    assert resume_flags(same, saved, home, lower_lr=True) == ["--lr-g", "5e-05",
+                                                              "--lr-d", "0.0001"]
+    other = TrainConfig(**{**saved.to_dict(), "epochs": 100, "limit": 256, "ema": 0.99,
+                           "run_dir": str(tmp_path / "elsewhere")})
+    assert resume_flags(other, saved, home) == [
+        "--epochs", "100", "--limit", "256", "--run-dir", str(tmp_path / "elsewhere"),
+        "--ema", "0.99", "--force"]  # a data setting differs: the run itself was forced
+    # A checkpoint kept outside any run: its resume wrote to a new folder, named again.
+    assert resume_flags(same, saved, None) == ["--run-dir", str(home)]

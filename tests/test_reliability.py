@@ -42,6 +42,7 @@ from gan_tui.events import (
     Stop,
 )
 from gan_tui.headless import EXIT_DIVERGED, HeadlessSink
+from gan_tui.metrics import drop_records_after, read_metrics
 from gan_tui.models import PRESETS
 from tests.conftest import REPO, Recorder, run_cli, train
 from tests.test_checkpoint import wait_for
@@ -103,6 +104,48 @@ def test_a_new_run_clears_the_temp_a_kill_9_left_and_resumes(small_config):
     finished = resumed.run()
     assert (finished.reason, finished.global_step, finished.checkpoint_step) == (
         "completed", 16, 16)
+
+
+def test_after_a_kill_mid_save_the_resumed_log_reads_as_one_run(small_config):
+    """A kill -9 while epoch 2 was being saved: metrics.jsonl holds epoch 2 (and a torn
+    line), last.pt still epoch 1. Dropping the records past last.pt's step, as a resume
+    does first, leaves each epoch recorded once and the steps in order."""
+    first, _ = train(small_config(epochs=1, log_every=2, **QUIET))
+    last = first.checkpoint_dir / "last.pt"
+    epoch_1 = last.read_bytes()
+    train(small_config(epochs=2, log_every=2, **QUIET), resume=last)
+    last.write_bytes(epoch_1)  # the epoch-2 save never landed
+    log = first.run_dir / "metrics.jsonl"
+    assert [r["epoch"] for r in _records(log, "epoch")] == [1, 2]
+    with open(log, "a") as fh:
+        fh.write('{"event": "step", "epoch": 3, "st')  # torn by the kill
+
+    assert drop_records_after(log, 8) == 6  # 4 step records, epoch 2's record, torn line
+    assert [r["step"] for r in read_metrics(log)] == [2, 4, 6, 8, 8]
+    train(small_config(epochs=2, log_every=2, **QUIET), resume=last)
+    assert [r["epoch"] for r in _records(log, "epoch")] == [1, 2]
+    steps = [r["step"] for r in read_metrics(log)]
+    assert steps == sorted(steps) and steps[-1] == 16
+    assert sorted(p.name for p in first.run_dir.iterdir()) == [
+        "checkpoints", "config.json", "metrics.jsonl", "samples"]  # no temp left
+
+
+def _records(log: Path, event: str) -> list[dict]:
+    return [r for r in read_metrics(log) if r["event"] == event]
+
+
+def test_dropping_records_keeps_what_it_cannot_judge_and_rewrites_only_when_needed(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    assert drop_records_after(log, 5) == 0 and not log.exists()
+    lines = ['{"event": "step", "step": 4}', "not json", '{"note": "no step"}',
+             '{"event": "epoch", "step": 5}']
+    log.write_text("\n".join(lines) + "\n")
+    before = log.stat()
+    assert drop_records_after(log, 5) == 0
+    assert log.stat().st_ino == before.st_ino  # untouched
+    log.write_text("\n".join(lines) + '\n{"event": "step", "step": 6}\n{"step": 5}')
+    assert drop_records_after(log, 5) == 1  # step 6 goes; the unterminated whole record stays
+    assert log.read_text() == "\n".join([*lines, '{"step": 5}']) + "\n"
 
 
 def test_under_nohup_a_hangup_does_not_stop_a_headless_run(tmp_path):

@@ -58,11 +58,12 @@ class _no_raise:
     ["--lr-d", "inf"], ["--latent-dim", "0"], ["--ema", "2"], ["--log-every", "0"],
     ["--checkpoint-every", "0"], ["--quality-samples", "1"], ["--seed", "-1"],
     ["--epochs", "many"], ["--preset", "nope"],  # caught by argparse itself
+    ["sample", "-n", "0"], ["sample", "--digit", "12"], ["eval", "-n", "1"],
 ])
 def test_every_usage_error_exits_2(capsys, args):
     """A value no run accepts is bad usage (2), whether argparse or the config catches it."""
     try:
-        rc = main(["--headless", *args])
+        rc = main(args if args[0] in ("sample", "eval") else ["--headless", *args])
     except SystemExit as exc:
         rc = exc.code
     err = capsys.readouterr().err

@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import random
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -106,12 +107,9 @@ def _fsync_dir(folder: Path) -> None:
 def load_file(path: str | Path) -> Any:
     """torch.load with weights_only=True; every failure becomes one CheckpointError line."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty")
+    check_regular_file(path)
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path}: not a gan-tui checkpoint (it is not a PyTorch file)")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 179": not for users
             warnings.simplefilter("ignore")
@@ -123,6 +121,44 @@ def load_file(path: str | Path) -> Any:
     except Exception as exc:  # any other failure to parse untrusted bytes: still one line
         raise CheckpointError(f"{path}: truncated or corrupt file "
                               f"({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def check_regular_file(path: Path) -> None:
+    """A CheckpointError unless `path` is a non-empty regular file. Only stat() looks at
+    it: a FIFO is never opened (that would block), a device never read."""
+    try:
+        mode, size = (info := path.stat()).st_mode, info.st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: is {_kind_of(mode)}, not a regular checkpoint file")
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+
+
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+# How torch files begin: a zip archive (torch.save since 1.6), or a pickle (protocol 2+:
+# the legacy format, or a bare pickle, which the weights-only loader then vets).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """Read the first bytes only: a huge file of zeros is refused without torch reading it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return head.startswith(_TORCH_MAGIC)
 
 
 # What torch's weights-only unpickler says when a file asks for code or custom objects.
@@ -237,10 +273,25 @@ def find_checkpoint(path_or_latest: str, runs_root: str | Path = "runs",
     return in_run if path.is_dir() and in_run.is_file() else path
 
 
-def run_dir_of(checkpoint_path: Path) -> Path:
-    """runs/<name>/checkpoints/x.pt -> runs/<name>; otherwise the file's folder."""
+def run_dir_of(checkpoint_path: Path) -> Path | None:
+    """runs/<name>/checkpoints/x.pt -> runs/<name>; None for a checkpoint kept anywhere
+    else (its folder is not a run's: resuming it must not fill that folder)."""
     parent = checkpoint_path.resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
+    return parent.parent if parent.name == "checkpoints" else None
+
+
+def resume_run_dir(checkpoint_path: Path, runs_root: str | Path) -> tuple[Path, bool]:
+    """Where a resume of `checkpoint_path` writes, and whether that is a new run folder:
+    the checkpoint's own run, or for a loose checkpoint (./moved.pt) a new folder under
+    `runs_root` named after it, runs/moved-resumed, -resumed-2, ... (the first free)."""
+    home = run_dir_of(checkpoint_path)
+    if home is not None:
+        return home, False
+    base = Path(runs_root).absolute() / f"{checkpoint_path.stem}-resumed"
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return candidate, True
 
 
 # ---------------------------------------------------------------- RNG state

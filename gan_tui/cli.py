@@ -12,16 +12,22 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from gan_tui import __version__
-from gan_tui.config import DATASETS, DEVICES, SPLITS, TrainConfig
-from gan_tui.errors import GanTuiError, one_line
+from gan_tui.config import (
+    DATASETS,
+    DEVICES,
+    FLAG_KEYS,
+    SPLITS,
+    TrainConfig,
+    check_resume,
+    check_run_dir,
+)
+from gan_tui.errors import GanTuiError, UsageError, one_line
 
 PROG = "gan-tui"
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # argparse's errors and UsageError: the command line alone is wrong
 
 # CLI flag dest -> TrainConfig field. Flags default to None so we know what the user set.
-CONFIG_FLAGS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
-                "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-                "checkpoint_every", "quality_samples", "ema")
+CONFIG_FLAGS = FLAG_KEYS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -110,13 +116,21 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
     from gan_tui import checkpoint as ckpt  # torch: only needed to resume
 
     path = ckpt.find_checkpoint(args.resume, TrainConfig().runs_root, flag="--resume").absolute()
-    saved = ckpt.config_of(ckpt.load_checkpoint(path), path).to_dict()
-    saved["run_dir"] = str(ckpt.run_dir_of(path))  # keep writing where the run lives
-    return TrainConfig.from_dict({**saved, **overrides}).validate(), str(path)
+    saved = ckpt.config_of(ckpt.load_checkpoint(path), path)
+    merged = saved.to_dict()
+    run_dir, new = ckpt.resume_run_dir(path, saved.runs_root)
+    merged["run_dir"] = str(run_dir)  # keep writing where the run lives
+    config = TrainConfig.from_dict({**merged, **overrides}).validate()
+    check_resume(saved, config, path, args.force)  # before the engine builds anything
+    if new and "run_dir" not in overrides:
+        print(f"{PROG}: note: {path} is not in a run's checkpoints/ folder; resuming into a "
+              f"new run folder {run_dir}", file=sys.stderr)
+    return config, str(path)
 
 
 def run_train(args: argparse.Namespace) -> int:
     config, resume = config_from_args(args)
+    check_run_dir(config.run_dir or config.runs_root)  # before anything is built or made
     if args.detach:
         from gan_tui.detach import detach
 
@@ -146,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except GanTuiError as exc:
         print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan_tui.errors import ConfigError
+from gan_tui.errors import CheckpointError, ConfigError, UsageError
 
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
@@ -24,6 +25,14 @@ MAX_SEED = 2**63 - 3  # the trainer seeds torch generators with seed + 1, + 2 an
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.
 IDENTITY_KEYS = ("preset", "latent_dim", "dataset", "split", "limit", "data_dir")
+# Of those, the ones that decide the networks' shapes: saved weights never fit another
+# value, so --force cannot help. The others only change the data (--force may).
+SHAPE_KEYS = ("preset", "latent_dim")
+DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
+# The settings the command line sets, each by the flag --<key with dashes>.
+FLAG_KEYS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
+             "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
+             "checkpoint_every", "quality_samples", "ema")
 
 
 @dataclass
@@ -119,9 +128,75 @@ class TrainConfig:
         return [f"{k}: {theirs[k]!r} != {mine[k]!r}" for k in keys if mine[k] != theirs[k]]
 
 
+def resume_flags(config: TrainConfig, saved: TrainConfig, checkpoint_home: Path | None,
+                 lower_lr: bool = False) -> list[str]:
+    """The flags that make `--resume CHECKPOINT` go on as `config` did.
+
+    The rule: a resumed run takes the checkpoint's saved settings, then the flags given.
+    So every setting a flag sets whose value in `config` differs from the checkpoint's
+    (`saved`) is carried: --epochs above all, since epochs count from the run's start (a
+    resume that drops it stops at the checkpoint's own target, training nothing). Learning
+    rates are halved with `lower_lr` (after a divergence). --run-dir is carried when the
+    run wrote elsewhere than the checkpoint's own run folder (`checkpoint_home`, None for
+    a checkpoint kept outside a run), and --force when the data settings differ.
+    """
+    flags: list[str] = []
+    for key in FLAG_KEYS:
+        value = getattr(config, key)
+        if key in ("lr_g", "lr_d") and lower_lr:
+            value = value / 2
+        elif key == "run_dir":
+            if value is None or (checkpoint_home is not None
+                                 and Path(value).absolute() == checkpoint_home):
+                continue
+        elif value == getattr(saved, key) or value is None:
+            continue
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    if saved.differences(config, DATA_KEYS):
+        flags.append("--force")
+    return flags
+
+
+def check_resume(saved: TrainConfig, wanted: TrainConfig, path: str | Path,
+                 force: bool) -> None:
+    """CheckpointError when the checkpoint at `path` (trained with `saved`) cannot be
+    resumed as `wanted`: a different network shape at once (--force cannot load weights of
+    another shape), different data unless forced."""
+    shape = wanted.differences(saved, SHAPE_KEYS)
+    if shape:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in SHAPE_KEYS
+                             if getattr(saved, k) != getattr(wanted, k))
+        raise CheckpointError(
+            f"{path} was trained with other networks ({'; '.join(shape)}); --force cannot "
+            "help: the preset and latent_dim decide the networks' shapes, and the saved "
+            f"weights fit no other; leave out {flags} to resume it, or start a new run")
+    data = wanted.differences(saved, DATA_KEYS)
+    if data and not force:
+        raise CheckpointError(f"{path} was trained with a different setup "
+                              f"({'; '.join(data)}); pass --force to resume anyway")
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """ConfigError (exit 1: the disk, not the command line) when `run_dir` or a folder
+    above it exists as something other than a folder; stat() only, nothing is created."""
+    path = Path(run_dir)
+    for place in (path, *path.absolute().parents):
+        try:
+            mode = place.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # missing folders are created when the run starts; a file above: later
+        except OSError:
+            return  # e.g. no permission: creating it says why
+        if stat.S_ISDIR(mode):
+            return
+        what = "a file, not a folder" if stat.S_ISREG(mode) else "not a folder"
+        subject = "it" if place == path else str(place)
+        raise ConfigError(f"cannot use run directory {run_dir}: {subject} is {what}")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ConfigError(message)
+        raise UsageError(message)  # wrapped as a CheckpointError when a file holds the value
 
 
 # Annotations TrainConfig's fields use -> the types a value may have (bool is no int here).

@@ -25,6 +25,10 @@ IMAGE_SIZE = 28
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte), the number of dims.
 _UBYTE = 0x08
 _IMAGE_DIMS, _LABEL_DIMS = 3, 1
+# The most images (or labels) one file may announce: MNIST's train + test splits are
+# 70,000, EMNIST's largest 814,255. A header above it is refused before its body is read.
+MAX_ITEMS = 1_000_000
+NUM_CLASSES = 10
 
 # Standard MNIST-family file stems for each split.
 SPLIT_STEMS = {
@@ -50,38 +54,104 @@ class DigitSet:
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (raw or .gz) of unsigned bytes, checking every header field."""
-    path = Path(path)
-    try:
-        raw = _read_bytes(path)
-    except (gzip.BadGzipFile, EOFError, ValueError, zlib.error) as exc:  # before OSError:
-        raise DataError(f"{path}: not a valid gzip file ({exc})") from None  # a subclass
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return parse_idx(raw, name=str(path))
+    with open_idx(path) as idx:
+        return idx.read_body()
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    with opener(path, "rb") as fh:
-        return fh.read()
+class IdxFile:
+    """An IDX file opened for streaming: the header is read and checked first, then the
+    body is decompressed (for .gz) only as far as the header says it reaches, so a
+    forged header or a decompression bomb is refused before its body is read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        try:
+            with open(path, "rb") as probe:
+                gzipped = probe.read(2) == b"\x1f\x8b"
+            self._fh = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            head = self._read(4)
+            ndim = _check_magic(head, self.name)
+            head += self._read(4 * ndim)
+            self.dims = _check_header(head, self.name)
+        except BaseException:
+            self.close()
+            raise
+        self.header_len = len(head)
+
+    def __enter__(self) -> IdxFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def require_dims(self, ndim: int) -> None:
+        if len(self.dims) != ndim:
+            what = "image" if ndim == _IMAGE_DIMS else "label"
+            raise DataError(f"{self.name}: {what} file has {len(self.dims)} dimensions, "
+                            f"expected {ndim}")
+
+    def read_body(self) -> np.ndarray:
+        """The body, exactly as long as the header says (one byte more is read to tell)."""
+        expected = math.prod(self.dims)
+        body = self._read(expected + 1)
+        if len(body) != expected:
+            shape = " x ".join(map(str, self.dims))
+            holds = f"more than {expected}" if len(body) > expected else str(len(body))
+            raise DataError(f"{self.name}: header says {shape} = {expected} bytes, file "
+                            f"holds {holds}")
+        return np.frombuffer(body, dtype=np.uint8).reshape(self.dims)
+
+    def _read(self, size: int) -> bytes:
+        try:
+            return self._fh.read(size)
+        except (gzip.BadGzipFile, EOFError, ValueError, zlib.error) as exc:  # before OSError:
+            raise DataError(f"{self.name}: not a valid gzip file ({exc})") from None  # subclass
+        except OSError as exc:
+            raise DataError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+
+
+def open_idx(path: str | Path) -> IdxFile:
+    return IdxFile(Path(path))
+
+
+def _check_magic(head: bytes, name: str) -> int:
+    """The number of dimensions the 4 magic bytes announce."""
+    if len(head) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(head)} bytes)")
+    zero0, zero1, type_code, ndim = head[0], head[1], head[2], head[3]
+    if zero0 or zero1 or type_code != _UBYTE or ndim not in (_LABEL_DIMS, _IMAGE_DIMS):
+        raise DataError(
+            f"{name}: bad IDX magic number 0x{int.from_bytes(head[:4], 'big'):08X} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    return ndim
+
+
+def _check_header(head: bytes, name: str) -> tuple[int, ...]:
+    """The dimensions of a complete header (magic + one 32-bit size per dimension),
+    refused when they describe more than gan-tui would ever read."""
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        raise DataError(f"{name}: truncated IDX header")
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if dims[0] > MAX_ITEMS:
+        raise DataError(f"{name}: header says {dims[0]:,} items; gan-tui reads at most "
+                        f"{MAX_ITEMS:,} (a damaged or forged header?)")
+    return dims
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse IDX bytes into an array; raise DataError naming what is wrong."""
-    if len(raw) < 4:
-        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
-    zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
-    if zero0 or zero1 or type_code != _UBYTE or ndim not in (_LABEL_DIMS, _IMAGE_DIMS):
-        raise DataError(
-            f"{name}: bad IDX magic number 0x{int.from_bytes(raw[:4], 'big'):08X} "
-            "(expected 0x00000801 for labels or 0x00000803 for images)"
-        )
+    ndim = _check_magic(raw[:4], name)
+    dims = _check_header(raw[: 4 + 4 * ndim], name)
     header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DataError(f"{name}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = math.prod(dims)  # Python ints: a forged header cannot wrap around
     payload = len(raw) - header_len
     if payload != expected:
@@ -102,6 +172,17 @@ def validate_pair(images: np.ndarray, labels: np.ndarray, name: str) -> None:
         raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
     if len(images) == 0:
         raise DataError(f"{name}: the files hold no images")
+    check_labels(labels, name)
+
+
+def check_labels(labels: np.ndarray, name: str) -> None:
+    """Every label is a digit class 0-9 (conditional presets index an embedding by it)."""
+    bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if len(bad):
+        first = int(bad[0])
+        more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
+        raise DataError(f"{name}: label {int(labels[first])} at position {first} is not a "
+                        f"digit class 0-{NUM_CLASSES - 1}{more}")
 
 
 def find_split_files(directory: Path, split: str) -> tuple[Path, Path]:
@@ -120,7 +201,8 @@ def load_idx_dir(directory: str | Path, split: str = "test") -> DigitSet:
     """Load `test`, `train` or `all` (train then test) from a folder of IDX files."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"data directory {directory} does not exist")
+        what = "is not a folder" if directory.exists() else "does not exist"
+        raise DataError(f"data directory {directory} {what}")
     splits = ("train", "test") if split == "all" else (split,)
     parts = [_load_split(directory, s) for s in splits]
     images = np.concatenate([p[0] for p in parts])
@@ -129,10 +211,22 @@ def load_idx_dir(directory: str | Path, split: str = "test") -> DigitSet:
 
 
 def _load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both headers are read and checked against each other before either body."""
     image_path, label_path = find_split_files(directory, split)
-    images, labels = read_idx(image_path), read_idx(label_path)
-    validate_pair(images, labels, f"{directory} ({split})")
-    return images, labels
+    name = f"{directory} ({split})"
+    with open_idx(image_path) as images, open_idx(label_path) as labels:
+        images.require_dims(_IMAGE_DIMS)
+        labels.require_dims(_LABEL_DIMS)
+        if images.dims[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            h, w = images.dims[1:]
+            raise DataError(f"{image_path}: images are {h} x {w}, gan-tui needs 28 x 28")
+        if images.dims[0] != labels.dims[0]:
+            raise DataError(f"{name}: {images.dims[0]} images but {labels.dims[0]} labels")
+        if images.dims[0] == 0:
+            raise DataError(f"{name}: the files hold no images")
+        label_values = labels.read_body()
+        check_labels(label_values, str(label_path))
+        return images.read_body(), label_values
 
 
 def load_bundled(split: str = "test") -> DigitSet:

@@ -21,8 +21,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from gan_tui.config import TrainConfig
-from gan_tui.errors import one_line
+from gan_tui import checkpoint as ckpt
+from gan_tui.config import TrainConfig, resume_flags
+from gan_tui.errors import CheckpointError, one_line
 from gan_tui.events import (
     CheckpointSaved,
     Diverged,
@@ -50,8 +51,11 @@ EXIT_DIVERGED = 3  # the losses became NaN/inf; 1: an error, 2: bad usage, 128+N
 class HeadlessSink:
     """Turns engine events into lines (and a live bar when the console is a terminal)."""
 
-    def __init__(self, console: Console, show_progress: bool | None = None) -> None:
+    def __init__(self, console: Console, show_progress: bool | None = None,
+                 err_console: Console | None = None) -> None:
         self.console = console
+        # Errors (a divergence, a full disk) go to stderr; the epoch lines stay on stdout.
+        self.err_console = err_console or Console(stderr=True)
         self.show_progress = console.is_terminal if show_progress is None else show_progress
         self.progress: Progress | None = None
         self._epoch_task: Any = None
@@ -86,7 +90,8 @@ class HeadlessSink:
         elif isinstance(event, Resumed):
             self._print(f"resumed at step {event.global_step}")
         elif isinstance(event, (Error, Diverged)):  # messages hold paths: no markup in them
-            self._print(f"[bold red]error:[/] {escape(one_line(event.message))}", markup=True)
+            self._print(f"[bold red]error:[/] {escape(one_line(event.message))}", markup=True,
+                        console=self.err_console)
         elif isinstance(event, Finished):
             self._close_progress()
 
@@ -123,8 +128,8 @@ class HeadlessSink:
             self.progress.stop()
             self.progress = None
 
-    def _print(self, text: str, markup: bool = False) -> None:
-        self.console.print(text, markup=markup, highlight=False, soft_wrap=True)
+    def _print(self, text: str, markup: bool = False, console: Console | None = None) -> None:
+        (console or self.console).print(text, markup=markup, highlight=False, soft_wrap=True)
 
 
 def loss_chart(history: list[dict[str, float]], width: int = 80, height: int = 20,
@@ -204,14 +209,15 @@ def ending_lines(finished: Finished, config: TrainConfig) -> list[str]:
     """How the run ended and how to go on from it (plain text: paths may hold brackets)."""
     where, step = finished.checkpoint, finished.checkpoint_step
     at = f"epoch {finished.epoch}, step {finished.global_step}"
-    resume = f"gan-tui train --resume {shlex.quote(where)}" if where else ""
-    if finished.reason == "diverged":  # the Diverged line above said what happened
-        lower = f"--lr-g {config.lr_g / 2:g} --lr-d {config.lr_d / 2:g}"
+    diverged = finished.reason == "diverged"
+    resume = resume_command(where, config, lower_lr=diverged) if where else ""
+    if diverged:  # the Diverged line above said what happened
         if where is None:
+            lower = f"--lr-g {config.lr_g / 2:g} --lr-d {config.lr_d / 2:g}"
             return [f"Diverged at {at} with nothing saved; start again with lower learning "
                     f"rates, e.g. {lower}"]
         return [f"Diverged at {at}; {where} still holds step {step}.",
-                f"Resume with lower learning rates: {resume} {lower}"]
+                f"Resume with lower learning rates: {resume}"]
     if step == finished.global_step:
         if finished.reason == "completed":
             return [f"Done: {finished.epoch} epochs, {finished.global_step} steps. "
@@ -223,6 +229,18 @@ def ending_lines(finished: Finished, config: TrainConfig) -> list[str]:
                 "checkpoint of this run exists."]
     return [f"{ended} at {at}, but it could not be saved (see the error above); the newest "
             f"checkpoint is {where} (step {step}).", f"Resume with: {resume}"]
+
+
+def resume_command(where: str, config: TrainConfig, lower_lr: bool = False) -> str:
+    """`gan-tui train --resume WHERE` and every flag that makes it go on as `config` did
+    (see config.resume_flags for the rule), judged against the settings saved in WHERE."""
+    path = Path(where)
+    try:
+        saved = ckpt.config_of(ckpt.load_checkpoint(path), path)
+    except CheckpointError:
+        saved = config  # unreadable now: resuming it fails anyway, and says why
+    flags = resume_flags(config, saved, ckpt.run_dir_of(path), lower_lr)
+    return shlex.join(["gan-tui", "train", "--resume", where, *flags])
 
 
 def _print_ending(console: Console, sink: HeadlessSink, finished: Finished) -> None:

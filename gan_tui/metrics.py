@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +87,59 @@ class MetricsLog:
             self._fh.close()
         except OSError:
             return  # the same full disk: the engine reported it when writing
+
+
+def drop_records_after(path: Path, step: int) -> int:
+    """Rewrite metrics.jsonl without the records past `step`; return how many lines went.
+
+    On resume from a checkpoint at `step`, records written after it (an epoch whose save a
+    kill -9 cut short, or the later epochs of a run resumed from an older checkpoint) are
+    about to be written again: dropping them first keeps the log one run. A torn last line
+    (the kill came mid-write) goes too, unless it is a whole record of a kept step. Lines
+    that are not records with a step are kept as they are. The rewrite is atomic (a temp
+    file in the same folder, then os.replace); a missing file, or one with nothing to
+    drop, is left alone.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    *lines, tail = raw.split(b"\n")  # tail: what follows the last newline (b"" if none)
+    kept = [line for line in lines if not _past(line, step)]
+    dropped = len(lines) - len(kept)
+    if tail:
+        if _step_of(tail) is not None and not _past(tail, step):
+            kept.append(tail)  # a whole record that only lacks its newline
+        else:
+            dropped += 1
+    elif not dropped:
+        return 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"".join(line + b"\n" for line in kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dropped
+
+
+def _step_of(line: bytes) -> int | None:
+    try:
+        record = json.loads(line)
+    except ValueError:  # includes a torn line's JSONDecodeError and bad UTF-8
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _past(line: bytes, step: int) -> bool:
+    found = _step_of(line)
+    return found is not None and found > step
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

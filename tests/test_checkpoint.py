@@ -10,7 +10,7 @@ import torch
 
 from gan_tui import checkpoint as ckpt
 from gan_tui.config import TrainConfig
-from gan_tui.errors import CheckpointError
+from gan_tui.errors import CheckpointError, first_line
 
 WRITER = """
 import sys, torch
@@ -98,3 +98,10 @@ def test_settings_of_older_checkpoints_still_load():
     saved = {**TrainConfig(seed=3).to_dict(), "on_divergence": "pause"}
     assert TrainConfig.from_dict(saved) == TrainConfig(seed=3)
     assert "on_divergence" not in TrainConfig().to_dict()
+
+
+def test_a_long_torch_message_is_cut_at_a_word_not_mid_word():
+    text = first_line(RuntimeError("magic number corrupt " * 20))
+    assert text.endswith("...") and len(text) <= 163
+    assert set(text.removesuffix("...").split()) <= {"magic", "number", "corrupt"}
+    assert first_line(RuntimeError("short\nsecond line")) == "short"

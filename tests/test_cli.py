@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,9 +53,37 @@ class _no_raise:
         return False
 
 
+@pytest.mark.parametrize("args", [
+    ["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--lr-g", "nan"],
+    ["--lr-d", "inf"], ["--latent-dim", "0"], ["--ema", "2"], ["--log-every", "0"],
+    ["--checkpoint-every", "0"], ["--quality-samples", "1"], ["--seed", "-1"],
+    ["--epochs", "many"], ["--preset", "nope"],  # caught by argparse itself
+    ["sample", "-n", "0"], ["sample", "--digit", "12"], ["eval", "-n", "1"],
+])
+def test_every_usage_error_exits_2(capsys, args):
+    """A value no run accepts is bad usage (2), whether argparse or the config catches it."""
+    try:
+        rc = main(args if args[0] in ("sample", "eval") else ["--headless", *args])
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("gan-tui"), (rc, err)
+    assert "error: " in err
+
+
+@pytest.mark.parametrize("args", [
+    ["--data-dir", "/no/such/dir"], ["--resume", "/no/such.pt"],
+    ["sample", "--checkpoint", "/no/such.pt"], ["eval", "--checkpoint", "/no/such.pt"],
+])
+def test_errors_that_are_not_usage_exit_1(capsys, args):
+    rc = main(args if args[0] in ("sample", "eval") else ["--headless", *args])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("gan-tui: error: "), (rc, err)
+
+
 def test_error_from_a_real_process_has_no_traceback(tmp_path):
     result = run_cli("--epochs", "0", cwd=tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert result.stderr.strip() == "gan-tui: error: --epochs must be at least 1, got 0"
 
 
@@ -180,3 +209,17 @@ def test_every_preset_is_described_and_buildable():
 
     assert list(PRESETS) == list(PRESET_INFO)
     assert all(PRESETS[n].conditional == PRESET_INFO[n].conditional for n in PRESETS)
+
+
+def test_cgan_on_labels_outside_0_to_9_is_one_line_not_a_traceback(capsys, tmp_path):
+    from tests.test_data import write_split
+
+    labels = np.arange(64) % 10
+    labels[7] = 200
+    write_split(tmp_path / "d", "t10k", np.zeros((64, 28, 28)), labels)
+    rc = main([*SMALL, "--preset", "cgan", "--epochs", "1", "--data-dir", str(tmp_path / "d"),
+               "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"gan-tui: error: {tmp_path / 'd' / 't10k-labels-idx1-ubyte'}: "
+                          "label 200 at position 7 is not a digit class 0-9")

@@ -148,3 +148,48 @@ def test_download_offline_fails_in_one_line_naming_the_bundled_default(tmp_path,
     message = str(info.value)
     assert "\n" not in message
     assert "could not download kmnist" in message and "bundled MNIST test split" in message
+
+
+def test_labels_outside_0_to_9_are_refused_naming_the_file_and_value(tmp_path):
+    write_split(tmp_path, "t10k", np.zeros((4, 28, 28)), np.array([1, 2, 200, 3]))
+    with pytest.raises(DataError) as info:
+        load_digits(data_dir=str(tmp_path))
+    message = str(info.value)
+    assert str(tmp_path / "t10k-labels-idx1-ubyte") in message
+    assert "label 200 at position 2 is not a digit class 0-9" in message
+
+
+def lying_images_header(count: int) -> bytes:
+    """An image file's header that announces `count` 28 x 28 images, with no body."""
+    return bytes([0, 0, 8, 3]) + struct.pack(">3I", count, 28, 28)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_headers_are_checked_against_each_other_before_any_body(tmp_path, compress):
+    """A decompression bomb's header (500,000 images beside 100 labels) is refused from
+    the headers alone: the image body here is garbage that reading would trip over."""
+    body = b"garbage, not a gzip stream or 392 MB of pixels"
+    raw = lying_images_header(500_000)
+    images = (gzip.compress(raw) + body) if compress else raw + body
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(images)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(100)))
+    with pytest.raises(DataError, match=r"500000 images but 100 labels"):
+        load_digits(data_dir=str(tmp_path))
+
+
+def test_a_header_announcing_more_than_a_sane_count_is_refused_before_the_body(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(lying_images_header(2**31) + b"junk")
+    labels = bytes([0, 0, 8, 1]) + struct.pack(">I", 2**31) + b"junk"
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(DataError, match=r"2,147,483,648 items; gan-tui reads at most 1,000,000"):
+        load_digits(data_dir=str(tmp_path))
+
+
+def test_a_gz_body_is_read_only_as_far_as_its_header_says(tmp_path):
+    """A stream that unpacks to more than the header announces is refused after reading
+    one byte past the announced end, whatever follows (here: an endless-looking tail)."""
+    raw = idx_bytes(np.zeros((2, 28, 28))) + bytes(10_000_000)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(raw) + b"not gzip at all")
+    with pytest.raises(DataError, match=r"2 x 28 x 28 = 1568 bytes, file holds more than 1568"):
+        read_idx(path)

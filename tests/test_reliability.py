@@ -15,6 +15,7 @@ import pickle
 import random
 import re
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from gan_tui.events import (
     Stop,
 )
 from gan_tui.headless import EXIT_DIVERGED, HeadlessSink
+from gan_tui.metrics import drop_records_after, read_metrics
 from gan_tui.models import PRESETS
 from gan_tui.train import Trainer
 from gan_tui.train.step import FiniteBCELoss
@@ -103,6 +105,48 @@ def test_a_new_run_clears_the_temp_a_kill_9_left_and_resumes(small_config):
     finished = resumed.run()
     assert (finished.reason, finished.global_step, finished.checkpoint_step) == (
         "completed", 16, 16)
+
+
+def test_after_a_kill_mid_save_the_resumed_log_reads_as_one_run(small_config):
+    """A kill -9 while epoch 2 was being saved: metrics.jsonl holds epoch 2 (and a torn
+    line), last.pt still epoch 1. Dropping the records past last.pt's step, as a resume
+    does first, leaves each epoch recorded once and the steps in order."""
+    first, _ = train(small_config(epochs=1, log_every=2, **QUIET))
+    last = first.checkpoint_dir / "last.pt"
+    epoch_1 = last.read_bytes()
+    train(small_config(epochs=2, log_every=2, **QUIET), resume=last)
+    last.write_bytes(epoch_1)  # the epoch-2 save never landed
+    log = first.run_dir / "metrics.jsonl"
+    assert [r["epoch"] for r in _records(log, "epoch")] == [1, 2]
+    with open(log, "a") as fh:
+        fh.write('{"event": "step", "epoch": 3, "st')  # torn by the kill
+
+    assert drop_records_after(log, 8) == 6  # 4 step records, epoch 2's record, torn line
+    assert [r["step"] for r in read_metrics(log)] == [2, 4, 6, 8, 8]
+    train(small_config(epochs=2, log_every=2, **QUIET), resume=last)
+    assert [r["epoch"] for r in _records(log, "epoch")] == [1, 2]
+    steps = [r["step"] for r in read_metrics(log)]
+    assert steps == sorted(steps) and steps[-1] == 16
+    assert sorted(p.name for p in first.run_dir.iterdir()) == [
+        "checkpoints", "config.json", "metrics.jsonl", "samples"]  # no temp left
+
+
+def _records(log: Path, event: str) -> list[dict]:
+    return [r for r in read_metrics(log) if r["event"] == event]
+
+
+def test_dropping_records_keeps_what_it_cannot_judge_and_rewrites_only_when_needed(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    assert drop_records_after(log, 5) == 0 and not log.exists()
+    lines = ['{"event": "step", "step": 4}', "not json", '{"note": "no step"}',
+             '{"event": "epoch", "step": 5}']
+    log.write_text("\n".join(lines) + "\n")
+    before = log.stat()
+    assert drop_records_after(log, 5) == 0
+    assert log.stat().st_ino == before.st_ino  # untouched
+    log.write_text("\n".join(lines) + '\n{"event": "step", "step": 6}\n{"step": 5}')
+    assert drop_records_after(log, 5) == 1  # step 6 goes; the unterminated whole record stays
+    assert log.read_text() == "\n".join([*lines, '{"step": 5}']) + "\n"
 
 
 def test_under_nohup_a_hangup_does_not_stop_a_headless_run(tmp_path):
@@ -198,6 +242,55 @@ def test_bad_checkpoint_files_are_one_line_errors_naming_the_file(
     assert says in err
 
 
+@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("special, kind", [
+    ("/dev/zero", "a character device"), ("/dev/urandom", "a character device")])
+def test_a_device_as_checkpoint_is_not_a_regular_file(capsys, command, special, kind):
+    if not Path(special).exists():
+        pytest.skip(f"no {special} here")
+    args = (["--headless", "--resume"] if command == "train" else ["sample", "--checkpoint"])
+    rc = main([*args, special])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: {special}: is {kind}, not a regular "
+                                      "checkpoint file\n")
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_fifo_as_checkpoint_is_refused_without_opening_it(tmp_path, command):
+    """Opening a FIFO with no writer would block: a real process shows it never does."""
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    args = (["--headless", "--resume"] if command == "train" else ["sample", "--checkpoint"])
+    result = run_cli(*args, str(fifo), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"gan-tui: error: {fifo}: is a FIFO (named pipe), not a regular "
+                             "checkpoint file\n")
+
+
+def test_a_huge_sparse_file_is_not_a_checkpoint_cleanly(capsys, tmp_path):
+    sparse = tmp_path / "sparse.pt"
+    with open(sparse, "wb") as fh:
+        fh.truncate(8 * 2**30)  # 8 GiB of zeros that take no disk
+    rc = main(["--headless", "--resume", str(sparse)])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: {sparse}: not a gan-tui checkpoint "
+                                      "(it is not a PyTorch file)\n")
+
+
+def test_a_file_as_data_dir_or_run_dir_says_it_is_a_file(capsys, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a folder")
+    rc = main([*SMALL, "--epochs", "1", "--data-dir", str(afile),
+               "--run-dir", str(tmp_path / "run")])
+    assert rc == 1
+    assert one_line_error(capsys) == f"gan-tui: error: data directory {afile} is not a folder\n"
+    rc = main([*SMALL, "--epochs", "1", "--run-dir", str(afile)])
+    assert rc == 1
+    assert one_line_error(capsys) == (f"gan-tui: error: cannot use run directory {afile}: it is "
+                                      "a file, not a folder\n")
+    assert afile.read_text() == "not a folder"
+
+
 @pytest.fixture
 def malicious(tmp_path) -> tuple[Path, Path, Path]:
     """The payload as a torch.save zip and as a bare pickle; both shown to be live."""
@@ -238,27 +331,40 @@ def test_a_malicious_bare_pickle_runs_nothing(capsys, malicious, command):
     assert not marker.exists()
 
 
-def test_resume_into_another_latent_size_lists_the_keys_unless_forced(capsys, good_checkpoint):
-    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64"])
+CANNOT_FORCE = ("--force cannot help: the preset and latent_dim decide the networks' shapes, "
+                "and the saved weights fit no other")
+
+
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_resume_into_another_latent_size_says_at_once_force_cannot_help(
+        capsys, good_checkpoint, force):
+    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64", *force])
     err = one_line_error(capsys)
     assert rc == 1
-    assert f"{good_checkpoint} was trained with a different setup (latent_dim: 100 != 64)" in err
-    assert "pass --force to resume anyway" in err
-    rc = main(["--headless", "--resume", str(good_checkpoint), "--latent-dim", "64", "--force"])
-    err = one_line_error(capsys)
-    assert rc == 1 and f"{good_checkpoint}: weights do not fit this preset" in err
+    assert err == (f"gan-tui: error: {good_checkpoint} was trained with other networks "
+                   f"(latent_dim: 100 != 64); {CANNOT_FORCE}; leave out --latent-dim to "
+                   "resume it, or start a new run\n")
 
 
-def test_resume_a_checkpoint_of_another_preset_lists_the_keys(capsys, tmp_path):
+def test_resume_a_checkpoint_of_another_preset_says_force_cannot_help(capsys, tmp_path):
     other = next(name for name in PRESETS if name != "seed")
     config = TrainConfig(preset=other, limit=64, epochs=1, seed=0, device="cpu",
                          run_dir=str(tmp_path / "other"), **QUIET)
     path = Trainer(config, Recorder()).save("test")
-    rc = main(["--headless", "--resume", str(path), "--preset", "seed"])
+    for force in ((), ("--force",)):
+        rc = main(["--headless", "--resume", str(path), "--preset", "seed", *force])
+        err = one_line_error(capsys)
+        assert rc == 1 and f"(preset: {other!r} != 'seed'" in err and CANNOT_FORCE in err
+        assert "weights do not fit" not in err and "state_dict" not in err
+
+
+def test_resume_on_other_data_asks_for_force_and_then_trains(capsys, good_checkpoint, tmp_path):
+    args = ["--headless", "--resume", str(good_checkpoint), "--limit", "32", "--epochs", "1",
+            "--quality-samples", "0", "--run-dir", str(tmp_path / "forced")]
+    rc = main(args)
     err = one_line_error(capsys)
-    assert rc == 1 and f"(preset: {other!r} != 'seed'" in err and "--force" in err
-    rc = main(["--headless", "--resume", str(path), "--preset", "seed", "--force"])
-    assert rc == 1 and "weights do not fit this preset" in one_line_error(capsys)
+    assert rc == 1 and "(limit: 64 != 32); pass --force to resume anyway" in err
+    assert main([*args, "--force"]) == 0
 
 
 def test_forced_resume_onto_other_data_restarts_the_interrupted_epoch(small_config):
@@ -339,7 +445,8 @@ def test_bad_data_folders_are_one_line_errors(capsys, tmp_path, make, extra, say
 def test_an_unusable_run_directory_is_a_one_line_error(capsys, tmp_path, where):
     if where == "under a file":
         (tmp_path / "file").write_text("not a folder")
-        run_dir, reason = tmp_path / "file" / "run", "Not a directory"
+        run_dir = tmp_path / "file" / "run"
+        reason = f"{tmp_path / 'file'} is a file, not a folder"
     else:
         if not Path("/proc/self").is_dir():
             pytest.skip("no /proc here")
@@ -426,7 +533,8 @@ def test_headless_on_a_full_disk_reports_each_failure_and_exits_1(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stdout.splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
+    assert not any(line.startswith("error: ") for line in lines)  # errors go to stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     last = run / "checkpoints" / "last.pt"
     save_error = (f"error: could not save {last}: File too large; no checkpoint of this run is "
                   "saved yet; free some space, the next save tries again")
@@ -444,7 +552,8 @@ def test_headless_on_a_full_disk_reports_each_failure_and_exits_1(tmp_path):
 def test_error_messages_are_printed_literally(tmp_path):
     """Paths in messages may hold [brackets]: no rich markup may be read into them."""
     out = io.StringIO()
-    sink = HeadlessSink(Console(file=out, width=200), show_progress=False)
+    sink = HeadlessSink(Console(file=io.StringIO()), show_progress=False,
+                        err_console=Console(file=out, width=200))
     sink(Error("could not save /runs/[/b]/x[bold]/last.pt: No space left on device", False))
     assert out.getvalue() == ("error: could not save /runs/[/b]/x[bold]/last.pt: No space left "
                               "on device\n")
@@ -541,16 +650,24 @@ def test_headless_divergence_keeps_last_pt_names_it_and_exits_3(small_config, tm
                      "--lr-d", "1e30", *QUIET_FLAGS, cwd=tmp_path)
     assert result.returncode == EXIT_DIVERGED == 3
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1
+    errors = result.stderr.splitlines()  # errors on stderr, nothing else there
+    assert len(errors) == 1 and errors[0].startswith("error: ")
+    assert "error" not in result.stdout
     # Headless reads the statistics every 100 ms: the step that shows it depends on timing.
     assert re.match(r"error: training diverged at step (9|1[0-6]), in epoch \[1/3\] \(",
                     errors[0]), errors[0]
     assert errors[0].endswith(f"nothing was saved over the last good checkpoint {last} (step 8)")
-    assert result.stdout.splitlines()[-1] == (
-        f"Resume with lower learning rates: gan-tui train --resume {last} --lr-g 5e+29 "
-        "--lr-d 5e+29")
+    advice = result.stdout.splitlines()[-1]
+    # --epochs 3 is kept: epochs count from the run's start, and the checkpoint's own
+    # target (1) is already reached, so a resume without it would train nothing.
+    assert advice == (f"Resume with lower learning rates: gan-tui train --resume {last} "
+                      "--epochs 3 --lr-g 5e+29 --lr-d 5e+29")
     assert digest(last) == good
+    # The advised command really trains on (and, its rates still absurd, diverges again),
+    # instead of printing "Done: 1 epochs" and exiting 0.
+    again = run_cli(*shlex.split(advice.split(": ", 1)[1])[1:], "--headless", cwd=tmp_path)
+    assert again.returncode == EXIT_DIVERGED, again.stdout
+    assert "Done" not in again.stdout and "training diverged" in again.stderr
 
 
 def test_resume_trains_on_with_the_learning_rates_given(small_config):
@@ -578,3 +695,40 @@ def test_finite_bce_is_the_seeds_bce_on_probabilities_and_survives_nan():
     loss = FiniteBCELoss()(c, target)
     loss.backward()
     assert loss.isnan() and c.grad.isfinite().all()
+
+
+def test_resuming_a_loose_checkpoint_makes_a_new_run_folder_and_says_where(
+        capsys, monkeypatch, tmp_path, good_checkpoint):
+    """./moved.pt (outside a run's checkpoints/) must not turn the working folder into a
+    run folder: the resume goes to runs/moved-resumed, then -2, and says so on stderr."""
+    monkeypatch.chdir(tmp_path)
+    moved = tmp_path / "moved.pt"
+    moved.write_bytes(good_checkpoint.read_bytes())
+    for name in ("moved-resumed", "moved-resumed-2"):
+        rc = main([*SMALL, "--resume", "moved.pt", "--limit", "64", "--epochs", "1"])
+        captured = capsys.readouterr()
+        run = tmp_path / "runs" / name
+        assert rc == 0, captured.err
+        assert captured.err == (f"gan-tui: note: {moved} is not in a run's checkpoints/ "
+                                f"folder; resuming into a new run folder {run}\n")
+        assert f"run dir {run}" in captured.out
+        assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved.pt", "runs"]
+
+
+def test_resume_advice_carries_every_setting_that_differs_from_the_checkpoint(tmp_path):
+    from gan_tui.config import resume_flags
+
+    home = tmp_path / "runs" / "a"
+    saved = TrainConfig(epochs=1, limit=512, seed=0, run_dir=str(home))
+    same = TrainConfig(**{**saved.to_dict()})
+    assert resume_flags(same, saved, home) == []
+    assert resume_flags(same, saved, home, lower_lr=True) == ["--lr-g", "5e-05",
+                                                              "--lr-d", "0.0001"]
+    other = TrainConfig(**{**saved.to_dict(), "epochs": 100, "limit": 256, "ema": 0.99,
+                           "run_dir": str(tmp_path / "elsewhere")})
+    assert resume_flags(other, saved, home) == [
+        "--epochs", "100", "--limit", "256", "--run-dir", str(tmp_path / "elsewhere"),
+        "--ema", "0.99", "--force"]  # a data setting differs: the run itself was forced
+    # A checkpoint kept outside any run: its resume wrote to a new folder, named again.
+    assert resume_flags(same, saved, None) == ["--run-dir", str(home)]

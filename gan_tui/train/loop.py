@@ -107,7 +107,7 @@ class Trainer:
         self.files = RunDir(choose_run_dir(config), self.emit)
         if state is not None:
             self.files.last_good = (Path(str(self._resumed_from)).absolute(), self.global_step)
-        self.files.open(config, resuming=state is not None)
+        self.files.open(config, resumed_at=None if state is None else self.global_step)
 
     def _load_data(self) -> None:
         config = self.config

@@ -28,7 +28,7 @@ from gan_tui import checkpoint as ckpt
 from gan_tui.config import TrainConfig
 from gan_tui.errors import ConfigError
 from gan_tui.events import CheckpointSaved, Error, Sink
-from gan_tui.metrics import MetricsLog
+from gan_tui.metrics import MetricsLog, drop_records_after
 from gan_tui.serve.registry import RunLock
 
 # A write failed for want of space: a full disk, a too large file, a full quota.
@@ -62,12 +62,14 @@ class RunDir:
         self._lock = RunLock(path)
         self._log_failing = False
 
-    def open(self, config: TrainConfig, resuming: bool = False) -> None:
+    def open(self, config: TrainConfig, resumed_at: int | None = None) -> None:
         """Take the folder's lock, create the folders, write config.json, open
         metrics.jsonl, and remove the temp files a killed run left; a folder that cannot
         be used (another run's, or a finished run's when not resuming) is a ConfigError.
 
         The lock comes first: then no live writer's temp file can be mistaken for stale.
+        `resumed_at`: the checkpoint's step when resuming; the log's records past it (a
+        run killed after its last save wrote them) are dropped, so it reads as one run.
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ class RunDir:
             raise ConfigError(f"cannot use run directory {self.path}: "
                               f"{exc.strerror or exc}") from None
         self._lock.acquire()
-        if not resuming and self.last.exists():
+        if resumed_at is None and self.last.exists():
             self._lock.release()
             raise ConfigError(f"{self.path} already holds a run (checkpoints/last.pt); "
                               f"continue it with --resume {self.path}, or choose another "
@@ -84,6 +86,8 @@ class RunDir:
             for folder in (self.path, self.checkpoints, self.samples):
                 folder.mkdir(parents=True, exist_ok=True)
             config.save(self.path / "config.json")
+            if resumed_at is not None:
+                drop_records_after(self.path / "metrics.jsonl", resumed_at)
             self._metrics = MetricsLog(self.path / "metrics.jsonl")
         except OSError as exc:
             raise ConfigError(f"cannot use run directory {self.path}: "

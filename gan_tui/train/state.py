@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gan_tui import checkpoint as ckpt
-from gan_tui.config import TrainConfig
+from gan_tui.config import TrainConfig, check_resume
 from gan_tui.errors import CheckpointError, first_line
 
 if TYPE_CHECKING:
@@ -27,10 +27,7 @@ def read_resume(resume: str | Path, config: TrainConfig,
     checkpoint's seed if it has none. A different setup needs `force`."""
     state = ckpt.load_checkpoint(resume)
     saved = ckpt.config_of(state, resume)
-    differences = config.differences(saved)
-    if differences and not force:
-        raise CheckpointError(f"{resume} was trained with a different setup "
-                              f"({'; '.join(differences)}); pass --force to resume anyway")
+    check_resume(saved, config, resume, force)
     if config.seed is None:
         config = dataclasses.replace(config, seed=saved.seed)
     return state, config

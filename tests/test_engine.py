@@ -1,5 +1,6 @@
 """The engine on real digits: the seed's step, events, commands, outputs, exact resume."""
 
+import dataclasses
 import math
 
 import pytest
@@ -236,8 +237,9 @@ def test_the_trainer_works_on_its_own_copy_of_the_config(small_config, tmp_path)
     fresh = Trainer(config, Recorder())
     assert config.seed is None and fresh.config is not config
     assert isinstance(fresh.config.seed, int)
-    resumed = Trainer(config, Recorder(), resume=first.checkpoint_dir / "last.pt")
-    assert config.seed is None and resumed.config.seed == 0  # the checkpoint's seed
+    elsewhere = dataclasses.replace(config, run_dir=str(tmp_path / "c"))  # b is fresh's
+    resumed = Trainer(elsewhere, Recorder(), resume=first.checkpoint_dir / "last.pt")
+    assert elsewhere.seed is None and resumed.config.seed == 0  # the checkpoint's seed
 
 
 def test_on_divergence_is_a_trainer_choice(small_config):

@@ -128,7 +128,7 @@ def test_after_a_kill_mid_save_the_resumed_log_reads_as_one_run(small_config):
     steps = [r["step"] for r in read_metrics(log)]
     assert steps == sorted(steps) and steps[-1] == 16
     assert sorted(p.name for p in first.run_dir.iterdir()) == [
-        "checkpoints", "config.json", "metrics.jsonl", "samples"]  # no temp left
+        ".lock", "checkpoints", "config.json", "metrics.jsonl", "samples"]  # no temp left
 
 
 def _records(log: Path, event: str) -> list[dict]:

@@ -334,7 +334,7 @@ def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     code = ("import sys,time;from pathlib import Path;from gan_tui.serve.registry import "
-            "RunLock;RunLock(Path(sys.argv[1])).acquire();print('held',flush=True);"
+            "RunLock;lock=RunLock(Path(sys.argv[1]));lock.acquire();print('held',flush=True);"
             "time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)

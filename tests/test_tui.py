@@ -36,7 +36,7 @@ from gan_tui.events import CheckpointSaved, Event, Quality, Samples, StepStats
 from gan_tui.tui.app import GanTuiApp, TrainerFactory, _report, make_trainer
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import Phase
-from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot, ProgressPanel
+from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot, ProgressPanel, TooSmall
 
 SIZE = (100, 30)
 TIMEOUT_S = 60.0  # generous: a loaded 2-core machine may be slow, never wrong
@@ -517,3 +517,39 @@ async def test_a_hangup_ignored_at_start_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGTERM) == term
     finally:
         signal.signal(signal.SIGHUP, hup)
+
+
+@run_async
+async def test_the_too_small_note_names_the_size_after_each_resize() -> None:
+    """Issue #12: the note was one resize behind (it read the size before the update)."""
+    app = GanTuiApp(TrainConfig(), autostart=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        note = app.query_one(TooSmall)
+        for width, height in ((79, 23), (70, 20)):
+            await pilot.resize_terminal(width, height)
+            await wait_for(pilot, lambda w=width, h=height: app.screen.size == (w, h),
+                           "the new size")
+            await pilot.pause()
+            assert f"(this terminal: {width} x {height})" in str(note.content)
+        await pilot.press("question_mark")  # a resize under the help screen counts too
+        await pilot.resize_terminal(75, 22)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "(this terminal: 75 x 22)" in str(note.content),
+                       "the size after closing help")
+        await pilot.press("q")
+        await wait_exited(app)
+
+
+@run_async
+async def test_digit_keys_on_a_seed_preset_show_one_notice(tmp_path: Path) -> None:
+    """Issue #12: ten digit presses stacked ten identical pop-ups; one is enough."""
+    app = GanTuiApp(real_config(tmp_path))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.view.progress is not None, "training to start")
+        await pilot.press(*"0123456789")
+        await wait_toast(pilot, app, "Digit keys need a conditional preset")
+        await pilot.pause(0.2)  # every press has been answered
+        assert len(toasts(app)) == 1
+        assert len(app._notifications) == 1
+        await pilot.press("q")
+        await wait_exited(app)

@@ -12,6 +12,7 @@ import functools
 import time
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -90,6 +91,7 @@ class Dashboard(Screen[None]):
         super().__init__()
         self.connection = connection
         self.view = view
+        self._hints_until: dict[Notice, float] = {}  # key hints on screen, until when
 
     # ------------------------------------------------------------- layout
 
@@ -114,8 +116,9 @@ class Dashboard(Screen[None]):
         if opening:
             self.log_line(opening, "dim")
 
-    def on_resize(self) -> None:
-        self.query_one(TooSmall).show_size(self.size.width, self.size.height)
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: it is the new one (issue #12: the note was one resize behind).
+        self.query_one(TooSmall).show_size(event.size.width, event.size.height)
 
     # ------------------------------------------------------- events -> widgets
 
@@ -135,10 +138,10 @@ class Dashboard(Screen[None]):
 
     def poll_events(self) -> None:
         """Fold every pending event into the view state, then redraw what changed."""
-        events = self.connection.drain()
-        if not events:
+        batch = self.connection.drain()
+        if not batch:
             return
-        self._apply(self.view.apply(events))
+        self._apply(self.view.apply(batch))
         self._refresh_panels()
 
     def _apply(self, effects: list[Effect]) -> None:
@@ -156,6 +159,15 @@ class Dashboard(Screen[None]):
         # markup=False everywhere: a path like runs/[b]x[/b] must show as typed.
         self.app.notify(notice.message, title=notice.title, severity=notice.severity,
                         timeout=notice.timeout, markup=False)
+
+    def _hint(self, notice: Notice) -> None:
+        """A key's answer: one pop-up while it shows, however often the key is pressed
+        (issue #12: ten digit presses stacked ten identical ones)."""
+        now = time.monotonic()
+        if self._hints_until.get(notice, 0.0) > now:
+            return
+        self._hints_until[notice] = now + notice.timeout
+        self._notify(notice)
 
     def _show_samples(self, effect: ShowSamples) -> None:
         digits = self.query_one(DigitsPanel)
@@ -198,7 +210,7 @@ class Dashboard(Screen[None]):
         if not self._can_command():
             return
         if not is_conditional(self.view.config.preset):
-            self._notify(Notice(DIGIT_KEYS_NEED_CGAN, timeout=5))
+            self._hint(Notice(DIGIT_KEYS_NEED_CGAN, timeout=5))
             return
         self.connection.send(Sample(count=16, digit=digit))
 
@@ -206,7 +218,7 @@ class Dashboard(Screen[None]):
         """True if commands reach a running trainer; otherwise say why not."""
         if self.connection.ready:
             return True
-        self._notify(self.view.not_running_notice(starting=not self.connection.done))
+        self._hint(self.view.not_running_notice(starting=not self.connection.done))
         return False
 
     def action_cycle_renderer(self) -> None:

@@ -100,8 +100,7 @@ def make_trainer(config: TrainConfig, sink: Sink, resume: str | None,
 
 
 class LocalRun:
-    """The trainer in this process: built by `factory` and run on a thread of the event
-    loop's executor (so closing the loop waits for it to finish saving).
+    """The trainer in this process, built by `factory` and run on a thread of its own.
 
     `autostart=False` starts nothing: tests then `feed()` the events a trainer would send.
     `freeze_gc` hides the start-up objects from the garbage collector once the trainer is
@@ -120,6 +119,7 @@ class LocalRun:
         self._freeze_gc = freeze_gc
         self._buffer = EventBuffer()
         self._wake: Callable[[], None] = _nothing
+        self._thread: asyncio.Future[None] | None = None
         self._trainer: TrainerLike | None = None
         self._stopping = False  # read by the training thread; set without a lock (signals)
         self._done = threading.Event()  # the training thread has ended, or never started
@@ -148,7 +148,9 @@ class LocalRun:
         self._wake = wake
         if not self._autostart:
             return ""
-        asyncio.get_running_loop().run_in_executor(None, self._run)
+        # The loop's executor, as Textual's thread workers use: closing the loop (asyncio.run)
+        # waits for the thread, so the process cannot end in the middle of a save.
+        self._thread = asyncio.get_running_loop().run_in_executor(None, self._run)
         return self.LOADING
 
     def drain(self) -> list[Event]:

@@ -297,7 +297,8 @@ async def _responsiveness(device: str, presses: int, run_dir: str, timeout: floa
     app.post_display_hook = probe  # type: ignore[method-assign]
     latencies: dict[str, list[float]] = {"p (pause)": [], "p (resume)": [], "g (sample)": []}
     async with app.run_test(size=(120, 40)) as pilot:
-        await _wait_for(lambda: app.progress is not None and app.progress.global_step >= 3,
+        await _wait_for(lambda: app.view.progress is not None
+                        and app.view.progress.global_step >= 3,
                         timeout, "training to start")
         badge = app.query_one("#badge")
         digits = app.query_one(DigitsPanel)
@@ -318,9 +319,10 @@ async def _responsiveness(device: str, presses: int, run_dir: str, timeout: floa
             await asyncio.sleep(0.05 + 0.011 * (i % 5))
             log(f"  presses {i + 1}/{presses}: " + ", ".join(
                 f"{k} {v[-1]:.0f} ms" for k, v in latencies.items()))
-        step_ms = BATCH / app.progress.img_per_s * 1000 if app.progress.img_per_s else 0.0
+        speed = app.view.progress.img_per_s
+        step_ms = BATCH / speed * 1000 if speed else 0.0
         app.request_quit()  # as q does: the engine saves last.pt and the worker ends
-        await _wait_for(lambda: app.finished is not None, timeout, "the engine to stop")
+        await _wait_for(lambda: app.view.finished is not None, timeout, "the engine to stop")
     return latencies, step_ms
 
 

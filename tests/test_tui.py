@@ -36,7 +36,7 @@ from gan_tui.events import CheckpointSaved, Event, Quality, Samples, StepStats
 from gan_tui.tui.app import GanTuiApp, TrainerFactory, _report, make_trainer
 from gan_tui.tui.screens import HelpScreen
 from gan_tui.tui.state import Phase
-from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot, ProgressPanel
+from gan_tui.tui.widgets import DigitsPanel, LogPanel, LossPlot, ProgressPanel, TooSmall
 
 SIZE = (100, 30)
 TIMEOUT_S = 60.0  # generous: a loaded 2-core machine may be slow, never wrong
@@ -96,7 +96,7 @@ async def wait_exited(app: GanTuiApp, timeout: float = TIMEOUT_S) -> float:
 
 
 def step_of(app: GanTuiApp) -> int:
-    return app.trainer.global_step  # type: ignore[union-attr]
+    return app.connection.trainer.global_step  # type: ignore[union-attr]
 
 
 def log_text(app: GanTuiApp) -> str:
@@ -139,17 +139,17 @@ async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
     # Step stats only at epoch ends: the screen must still show the step it paused at.
     app = GanTuiApp(real_config(tmp_path, stats_interval_ms=600_000))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.progress and app.trainer and step_of(app) >= 6,
-                       "the first steps")
-        assert app.phase is Phase.TRAINING
+        await wait_for(pilot, lambda: app.view.progress and app.connection.trainer
+                       and step_of(app) >= 6, "the first steps")
+        assert app.view.phase is Phase.TRAINING
 
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        await wait_for(pilot, lambda: app.view.phase is Phase.PAUSED, "PAUSED")
         paused_at = step_of(app)
         await pilot.pause(0.5)  # observation window: nothing may move
-        app.poll_events()
+        app.dashboard.poll_events()
         assert step_of(app) == paused_at
-        assert app.progress.global_step == paused_at
+        assert app.view.progress.global_step == paused_at
 
         # g works while paused, and draws fresh digits.
         before = app.query_one(DigitsPanel).images
@@ -171,17 +171,17 @@ async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
         assert notices == [str(kept)]
         state = load_weights_only(kept)
         assert state["global_step"] == paused_at
-        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED after saving")
+        await wait_for(pilot, lambda: app.view.phase is Phase.PAUSED, "PAUSED after saving")
 
         await pilot.press("5")  # the seed preset cannot draw a chosen digit: say so
         await wait_toast(pilot, app, "Digit keys need a conditional preset such as --preset cgan")
 
         await pilot.press("p")  # p is the other pause key
-        await wait_for(pilot, lambda: app.phase is Phase.TRAINING, "TRAINING")
+        await wait_for(pilot, lambda: app.view.phase is Phase.TRAINING, "TRAINING")
         await wait_for(pilot, lambda: step_of(app) > paused_at, "steps after resuming")
         await pilot.press("q")
         await wait_exited(app)
-    assert app.finished is not None and app.finished.reason == "stopped"
+    assert app.view.finished is not None and app.view.finished.reason == "stopped"
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
@@ -189,7 +189,7 @@ async def test_pause_stops_steps_sample_and_save_work(tmp_path: Path) -> None:
 async def test_quit_saves_last_pt_and_exits_quickly(tmp_path: Path, key: str) -> None:
     app = GanTuiApp(real_config(tmp_path))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 6,
+        await wait_for(pilot, lambda: app.view.progress and app.view.progress.global_step >= 6,
                        "training in its second epoch")
         pressed = time.monotonic()
         await pilot.press(key)
@@ -201,10 +201,10 @@ async def test_quit_saves_last_pt_and_exits_quickly(tmp_path: Path, key: str) ->
     assert app.return_code == 0
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     state = load_weights_only(last)
-    assert app.finished is not None and app.finished.reason == "stopped"
-    assert state["global_step"] == app.finished.global_step
-    epoch, step = app.finished.epoch, app.finished.global_step
-    assert app.ending_lines() == [f"Stopped at epoch {epoch}, step {step}; saved {last}",
+    assert app.view.finished is not None and app.view.finished.reason == "stopped"
+    assert state["global_step"] == app.view.finished.global_step
+    epoch, step = app.view.finished.epoch, app.view.finished.global_step
+    assert app.view.ending_lines() == [f"Stopped at epoch {epoch}, step {step}; saved {last}",
                                   f"Resume with: gan-tui train --resume {last}"]
 
 
@@ -212,9 +212,9 @@ async def test_quit_saves_last_pt_and_exits_quickly(tmp_path: Path, key: str) ->
 async def test_quit_while_paused(tmp_path: Path) -> None:
     app = GanTuiApp(real_config(tmp_path))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.progress is not None, "the first steps")
+        await wait_for(pilot, lambda: app.view.progress is not None, "the first steps")
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        await wait_for(pilot, lambda: app.view.phase is Phase.PAUSED, "PAUSED")
         await pilot.press("q")
         await wait_exited(app)
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
@@ -239,12 +239,12 @@ async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_pa
     app = GanTuiApp(real_config(tmp_path, epochs=2),
                     trainer_factory=reacting(slow_first_epoch_end))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.phase is Phase.DONE, "DONE")
+        await wait_for(pilot, lambda: app.view.phase is Phase.DONE, "DONE")
         log = log_text(app)
         assert "Epoch: [1/2]" in log
         assert app.query_one(DigitsPanel).images is not None
         # The loss plot catches up on its own timer; its legend carries the last values.
-        plot, last_g = app.query_one(LossPlot), app.history.g_loss[-1]
+        plot, last_g = app.query_one(LossPlot), app.view.history.g_loss[-1]
         await wait_for(pilot, lambda: f"G {last_g:.3f}" in drawn_text(plot), "the last loss")
 
         # Each epoch's scores are logged; the latest show under the progress bars and
@@ -252,7 +252,7 @@ async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_pa
         assert [line for line in log.splitlines() if line.startswith("quality: FID")] == [
             f"quality: FID {q.fid:.2f} | IS {q.score:.2f} | coverage {q.coverage:.3f} | "
             f"conf {q.confidence:.3f}" for q in scores]
-        quality = app.quality
+        quality = app.view.quality
         assert quality is not None and quality.epoch == 1 and sum(quality.histogram) == 1000
         progress = app.query_one(ProgressPanel)
         shown = plain(progress.render(), progress.content_size.width)
@@ -264,7 +264,8 @@ async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_pa
         await pilot.press("space")  # nothing to pause: a notice, no crash
         await pilot.press("q")
         await wait_exited(app)
-    assert app.ending_lines() == [f"Done: 2 epochs, 8 steps. Run directory: {tmp_path / 'run'}"]
+    assert app.view.ending_lines() == [
+        f"Done: 2 epochs, 8 steps. Run directory: {tmp_path / 'run'}"]
     assert app.return_code == 0
     # The speed right after an epoch end is the training speed: the slow epoch-end work is
     # not in it (measured from the next epoch's first step).
@@ -279,7 +280,7 @@ async def test_start_failure_is_shown_politely(tmp_path: Path) -> None:
 
     app = GanTuiApp(real_config(tmp_path), trainer_factory=broken)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.phase is Phase.ERROR, "ERROR")
+        await wait_for(pilot, lambda: app.view.phase is Phase.ERROR, "ERROR")
         assert "no digits here" in log_text(app)
         await pilot.press("q")
         await wait_exited(app)
@@ -314,9 +315,9 @@ async def test_conditional_samples_show_their_labels() -> None:
     app = GanTuiApp(TrainConfig(), autostart=False)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         images = np.full((16, 28, 28), -1.0, dtype=np.float32)
-        app.feed(Samples(epoch=0, global_step=5, images=images, fixed=False,
+        app.connection.feed(Samples(epoch=0, global_step=5, images=images, fixed=False,
                          labels=tuple(i % 10 for i in range(16))))
-        app.poll_events()
+        app.dashboard.poll_events()
         await pilot.pause()
         digits = app.query_one(DigitsPanel)
         assert digits.labels == [str(i % 10) for i in range(16)]
@@ -335,7 +336,7 @@ def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await wait_for(pilot, lambda: app.progress and app.progress.global_step >= 2,
+            await wait_for(pilot, lambda: app.view.progress and app.view.progress.global_step >= 2,
                            "the first steps")
 
             def explode() -> None:
@@ -356,17 +357,17 @@ def test_a_crashing_ui_still_stops_training(tmp_path: Path) -> None:
 async def test_resume_continues_the_run_with_its_history(tmp_path: Path) -> None:
     first = GanTuiApp(real_config(tmp_path, epochs=2))
     async with first.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: first.phase is Phase.DONE, "the first run to finish")
+        await wait_for(pilot, lambda: first.view.phase is Phase.DONE, "the first run to finish")
         await pilot.press("q")
         await wait_exited(first)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
 
     app = GanTuiApp(real_config(tmp_path, epochs=4), resume=str(last))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.phase is Phase.DONE, "the resumed run to finish")
+        await wait_for(pilot, lambda: app.view.phase is Phase.DONE, "the resumed run to finish")
         assert f"Resumed from {last}" in log_text(app)
-        assert app.progress.start_step == 8 and app.progress.global_step == 16
-        assert app.history.steps[0] <= 8  # the first run's epochs are on the plot too
+        assert app.view.progress.start_step == 8 and app.view.progress.global_step == 16
+        assert app.view.history.steps[0] <= 8  # the first run's epochs are on the plot too
         await pilot.press("q")
         await wait_exited(app)
 
@@ -391,7 +392,7 @@ async def test_divergence_pauses_refuses_resume_and_save_and_quit_explains(
         before)))
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.phase is Phase.DIVERGED and app._paused,
+        await wait_for(pilot, lambda: app.view.phase is Phase.DIVERGED and app.view.paused,
                        "DIVERGED, paused")
         assert str(app.query_one("#badge").content).strip() == "DIVERGED"
         said = ("training diverged at step 5, in epoch [1/500] (g_loss nan, d_loss nan, "
@@ -411,14 +412,14 @@ async def test_divergence_pauses_refuses_resume_and_save_and_quit_explains(
         assert step_of(app) == 5
         await pilot.press("q")
         await wait_exited(app)
-    assert app.finished is not None
-    assert (app.finished.reason, app.finished.checkpoint_step) == ("diverged", 4)
+    assert app.view.finished is not None
+    assert (app.view.finished.reason, app.view.finished.checkpoint_step) == ("diverged", 4)
     assert digest(last) == before[0]  # not a byte changed
     assert app.return_code == 3  # as headless runs exit after a divergence
     ending = [f"Diverged at epoch 1, step 5; {last} still holds step 4.",
               f"Resume with lower learning rates: gan-tui train --resume {last} "
               "--lr-g 5e-05 --lr-d 0.0001"]
-    assert app.ending_lines() == ending
+    assert app.view.ending_lines() == ending
     capsys.readouterr()
     assert _report(app) == 3
     assert capsys.readouterr().out.splitlines() == ending  # printed after the screen closes
@@ -445,9 +446,9 @@ async def test_a_failed_save_is_a_notice_training_goes_on_and_s_retries(tmp_path
     app = GanTuiApp(real_config(tmp_path, run_dir=str(run_dir)))
     last = run_dir / "checkpoints" / "last.pt"
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.last_checkpoint is not None, "the first checkpoint")
+        await wait_for(pilot, lambda: app.view.last_checkpoint is not None, "the first checkpoint")
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        await wait_for(pilot, lambda: app.view.phase is Phase.PAUSED, "PAUSED")
         paused_at = step_of(app)
         with full_disk():
             await pilot.press("s")
@@ -455,7 +456,7 @@ async def test_a_failed_save_is_a_notice_training_goes_on_and_s_retries(tmp_path
         assert f"could not save {last}: File too large; the last good checkpoint is {last} " \
             "(step " in notice  # literally: brackets and all
         assert notice.endswith("; free some space, the next save tries again")
-        assert app.phase is Phase.PAUSED and app.fatal_error is None  # not fatal
+        assert app.view.phase is Phase.PAUSED and app.view.fatal_error is None  # not fatal
 
         await pilot.press("s")  # space is back: s tries again, and saves
         kept = run_dir / "checkpoints" / f"step_{paused_at:07d}.pt"
@@ -469,10 +470,10 @@ async def test_a_failed_save_is_a_notice_training_goes_on_and_s_retries(tmp_path
             await pilot.press("q")
             await wait_exited(app)
     assert sum("could not save" in line.plain for line in log.lines) >= 3  # s, epoch, stop
-    finished = app.finished
+    finished = app.view.finished
     assert finished is not None and finished.reason == "stopped"
     assert paused_at == finished.checkpoint_step < finished.global_step
-    assert app.ending_lines()[0] == (
+    assert app.view.ending_lines()[0] == (
         f"Stopped at epoch {finished.epoch}, step {finished.global_step}, but it could not be "
         f"saved (see the error above); the newest checkpoint is {last} "
         f"(step {finished.checkpoint_step}).")
@@ -485,9 +486,9 @@ async def test_a_failed_save_is_a_notice_training_goes_on_and_s_retries(tmp_path
 async def test_digit_keys_draw_that_digit_on_a_conditional_preset(tmp_path: Path) -> None:
     app = GanTuiApp(real_config(tmp_path, preset="cgan"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.progress is not None, "training to start")
+        await wait_for(pilot, lambda: app.view.progress is not None, "training to start")
         await pilot.press("space")  # or the next epoch's fixed-noise grid replaces them
-        await wait_for(pilot, lambda: app.phase is Phase.PAUSED, "PAUSED")
+        await wait_for(pilot, lambda: app.view.phase is Phase.PAUSED, "PAUSED")
         digits = app.query_one(DigitsPanel)
         for key in ("3", "7"):
             await pilot.press(key)
@@ -516,3 +517,39 @@ async def test_a_hangup_ignored_at_start_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGTERM) == term
     finally:
         signal.signal(signal.SIGHUP, hup)
+
+
+@run_async
+async def test_the_too_small_note_names_the_size_after_each_resize() -> None:
+    """Issue #12: the note was one resize behind (it read the size before the update)."""
+    app = GanTuiApp(TrainConfig(), autostart=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        note = app.query_one(TooSmall)
+        for width, height in ((79, 23), (70, 20)):
+            await pilot.resize_terminal(width, height)
+            await wait_for(pilot, lambda w=width, h=height: app.screen.size == (w, h),
+                           "the new size")
+            await pilot.pause()
+            assert f"(this terminal: {width} x {height})" in str(note.content)
+        await pilot.press("question_mark")  # a resize under the help screen counts too
+        await pilot.resize_terminal(75, 22)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "(this terminal: 75 x 22)" in str(note.content),
+                       "the size after closing help")
+        await pilot.press("q")
+        await wait_exited(app)
+
+
+@run_async
+async def test_digit_keys_on_a_seed_preset_show_one_notice(tmp_path: Path) -> None:
+    """Issue #12: ten digit presses stacked ten identical pop-ups; one is enough."""
+    app = GanTuiApp(real_config(tmp_path))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.view.progress is not None, "training to start")
+        await pilot.press(*"0123456789")
+        await wait_toast(pilot, app, "Digit keys need a conditional preset")
+        await pilot.pause(0.2)  # every press has been answered
+        assert len(toasts(app)) == 1
+        assert len(app._notifications) == 1
+        await pilot.press("q")
+        await wait_exited(app)

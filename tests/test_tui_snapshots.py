@@ -76,7 +76,7 @@ def real_digits() -> np.ndarray:
 
 def fed_app(*extra: Event) -> GanTuiApp:
     app = GanTuiApp(TrainConfig(run_dir="runs/20250101-120000-seed"), autostart=False)
-    app.feed(*scripted_events(), *extra)
+    app.connection.feed(*scripted_events(), *extra)
     return app
 
 
@@ -84,7 +84,7 @@ async def settle(pilot: Pilot) -> None:
     """Fold the events in and draw the plot now instead of on the timers."""
     app = pilot.app
     assert isinstance(app, GanTuiApp)
-    app.poll_events()
+    app.dashboard.poll_events()
     await pilot.pause()
     app.query_one(LossPlot).redraw_if_stale()
     await pilot.pause()

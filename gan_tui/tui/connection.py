@@ -1,0 +1,225 @@
+"""The dashboard's link to a training run: events in, commands out.
+
+The dashboard talks to a `Connection` and does not know which one it has. Today there is
+one, `LocalRun`: the trainer runs in this process, on a thread of its own. (A viewer
+attached to a detached training process will be another: it delivers the same events,
+the run's history first, and sends the same commands.)
+
+Threads (LocalRun): the engine calls our sink on the training thread. The sink only
+appends to an `EventBuffer` (a lock held for microseconds) and, for the events a key
+press waits for, wakes the UI; the UI drains the buffer on its own timer. So training
+never waits for the UI, and the UI never waits for training: commands go the other way
+through the engine's thread-safe queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from gan_tui.config import TrainConfig
+from gan_tui.errors import GanTuiError
+from gan_tui.events import CheckpointSaved, Command, Error, Event, Finished, Sink, StepStats
+from gan_tui.process import freeze_startup_objects
+from gan_tui.tui.state import EventBuffer
+
+
+class Connection(Protocol):
+    """What the dashboard needs from a training run, wherever it runs.
+
+    Every method is called on the UI thread except `request_stop`, which a signal
+    handler may call too (so it takes no locks and never waits).
+    """
+
+    @property
+    def ready(self) -> bool:
+        """True while commands reach a running trainer."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """True once no more events will come (after one last `drain`): the run ended,
+        this viewer let go of it, or it never started."""
+        ...
+
+    def start(self, wake: Callable[[], None]) -> str:
+        """Start the run (or connect to it) without waiting; return a line telling the
+        user what is happening ('' when nothing starts).
+
+        `wake` may be called from any thread, at any time: when events arrive that the
+        user is waiting to see (routine step statistics wait for the next `drain`), and
+        once more when `done` turns True. It must be thread-safe and never block.
+        """
+        ...
+
+    def drain(self) -> list[Event]:
+        """The events that arrived since the last call, in order (never blocks)."""
+        ...
+
+    def send(self, command: Command) -> bool:
+        """Pass a command on; False when no trainer is there to obey it."""
+        ...
+
+    def request_stop(self, reason: str = "stop") -> bool:
+        """Ask the run to end as this viewer's quit means it (a local run saves last.pt and
+        stops). True when an ending is on its way: `done` turns True once it has come;
+        False when there is nothing to wait for. Signal-safe."""
+        ...
+
+    def close(self) -> None:
+        """The viewer is going away, however it ended: nothing may keep running for it."""
+        ...
+
+
+class TrainerLike(Protocol):
+    """What LocalRun needs from gan_tui.train.Trainer (tests may pass a stand-in)."""
+
+    run_dir: Path
+
+    def send(self, command: Command) -> None: ...
+
+    def request_stop(self, reason: str = "stop") -> None: ...
+
+    def run(self) -> Finished: ...
+
+
+TrainerFactory = Callable[[TrainConfig, Sink, "str | None"], TrainerLike]
+
+
+def make_trainer(config: TrainConfig, sink: Sink, resume: str | None,
+                 force: bool = False) -> TrainerLike:
+    from gan_tui.train import Trainer  # late import: torch takes a second to load
+
+    # A NaN loss pauses the run instead of ending it: the user sees it and decides.
+    return Trainer(config, sink, resume=resume, force=force, on_divergence="pause")
+
+
+class LocalRun:
+    """The trainer in this process, built by `factory` and run on a thread of its own.
+
+    `autostart=False` starts nothing: tests then `feed()` the events a trainer would send.
+    `freeze_gc` hides the start-up objects from the garbage collector once the trainer is
+    built (the real process does; see gan_tui.process).
+    """
+
+    LOADING = "Loading the data and building the models…"
+
+    def __init__(self, config: TrainConfig, resume: str | None = None,
+                 factory: TrainerFactory = make_trainer, *, autostart: bool = True,
+                 freeze_gc: bool = False) -> None:
+        self._config = config
+        self._resume = resume
+        self._factory = factory
+        self._autostart = autostart
+        self._freeze_gc = freeze_gc
+        self._buffer = EventBuffer()
+        self._wake: Callable[[], None] = _nothing
+        self._thread: asyncio.Future[None] | None = None
+        self._trainer: TrainerLike | None = None
+        self._stopping = False  # read by the training thread; set without a lock (signals)
+        self._done = threading.Event()  # the training thread has ended, or never started
+        if not autostart:
+            self._done.set()
+
+    @property
+    def trainer(self) -> TrainerLike | None:
+        """The engine, once built (None while loading or if it failed to start)."""
+        return self._trainer
+
+    @property
+    def ready(self) -> bool:
+        return self._trainer is not None and not self._done.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def feed(self, *events: Event) -> None:
+        """Queue events as if the engine had sent them (tests, replays)."""
+        for event in events:
+            self._buffer.put(event)
+
+    def start(self, wake: Callable[[], None]) -> str:
+        self._wake = wake
+        if not self._autostart:
+            return ""
+        # The loop's executor, as Textual's thread workers use: closing the loop (asyncio.run)
+        # waits for the thread, so the process cannot end in the middle of a save.
+        self._thread = asyncio.get_running_loop().run_in_executor(None, self._run)
+        return self.LOADING
+
+    def drain(self) -> list[Event]:
+        return self._buffer.drain()
+
+    def send(self, command: Command) -> bool:
+        trainer = self._trainer
+        if trainer is None or self._done.is_set():
+            return False
+        trainer.send(command)
+        return True
+
+    def request_stop(self, reason: str = "stop") -> bool:
+        # The flag first, then the trainer: the training thread publishes the trainer and
+        # then reads the flag, so at least one of the two sees the other.
+        self._stopping = True
+        trainer = self._trainer
+        if trainer is None or self._done.is_set():
+            return False
+        trainer.request_stop(reason)  # a SimpleQueue put: safe in a signal handler
+        return True
+
+    def close(self) -> None:
+        # Whatever ended the viewer (even a crash), the engine must stop, or the process
+        # would wait for the whole run when it exits.
+        self.request_stop("interrupt")
+
+    # --------------------------------------------------- the training thread
+
+    def _run(self) -> None:
+        try:
+            self._build_and_run()
+        except Exception as exc:  # a bug here must still reach the screen
+            self._buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
+        finally:
+            self._done.set()
+            self._wake()
+
+    def _build_and_run(self) -> None:
+        reported = False
+
+        def sink(event: Event) -> None:
+            nonlocal reported
+            reported = reported or (isinstance(event, Error) and event.fatal)
+            self._buffer.put(event)
+            if not isinstance(event, (StepStats, CheckpointSaved)):
+                # Paused, Samples...: answer a key press now, not at the next poll. (Saves
+                # wait for the poll, which then sees last.pt and its kept copy together.)
+                self._wake()
+
+        try:
+            trainer = self._factory(self._config, sink, self._resume)
+        except GanTuiError as exc:
+            self._buffer.put(Error(str(exc)))
+            return
+        except Exception as exc:  # shown to the user, not swallowed
+            self._buffer.put(Error(f"could not start training: {type(exc).__name__}: {exc}"))
+            return
+        if self._stopping:
+            return  # quit while loading: nothing trained, nothing to save
+        self._trainer = trainer
+        if self._stopping:
+            return  # asked in between: whoever asked either saw the trainer or left already
+        if self._freeze_gc:
+            freeze_startup_objects()
+        try:
+            trainer.run()
+        except Exception as exc:  # the engine saved and reported it
+            if not reported:
+                self._buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
+
+
+def _nothing() -> None:
+    pass

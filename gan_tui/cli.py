@@ -92,6 +92,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"digits scored for quality each epoch ({d.quality_samples}; 0 = off)")
     run.add_argument("--headless", action="store_true",
                      help="line output instead of the TUI (automatic when not a terminal)")
+    run.add_argument("--on-hangup", choices=("detach", "stop"), default="detach",
+                     help="when the dashboard's terminal goes away (SSH drops): detach = "
+                     "save and carry the run on in the background (default), stop = save "
+                     "and stop")
     run.add_argument("--detach", action="store_true",
                      help="train in a background process of its own and return at once; "
                      "watch it with gan-tui attach, list runs with gan-tui runs")
@@ -99,9 +103,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules register themselves here."""
-    from gan_tui import evaluate, runs, sample
+    from gan_tui import attach, evaluate, runs, sample
 
-    return [sample.register, evaluate.register, runs.register]
+    return [sample.register, evaluate.register, runs.register, attach.register]
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
@@ -141,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         return run_headless(config, resume=resume, force=args.force)
     from gan_tui.tui.app import run_tui
 
-    return run_tui(config, resume=resume, force=args.force)
+    return run_tui(config, resume=resume, force=args.force, on_hangup=args.on_hangup)
 
 
 def _with_default_command(argv: list[str], commands: Sequence[str]) -> list[str]:

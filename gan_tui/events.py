@@ -159,8 +159,29 @@ class Diverged:
     checkpoint: str | None = None  # that checkpoint; None: the run has none yet
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that is neither progress nor a problem (e.g. the
+    thread count a run chose)."""
+
+    message: str
+
+    def line(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """The dashboard saved the run at its last step and a background process carries
+    it on (after a hang-up, or `d`): not the engine's word, its runner's."""
+
+    pid: int
+    run_dir: str
+    global_step: int
+
+
 Event = (Started | StepStats | EpochEnd | Samples | Quality | CheckpointSaved | Paused | Resumed
-         | Finished | Error | Diverged)
+         | Finished | Error | Diverged | Notice | HandedOver)
 Sink = Callable[[Event], None]
 
 # ---------------------------------------------------------------- commands

@@ -1,6 +1,7 @@
 """`gan-tui runs` lists the runs in a folder; `gan-tui stop RUN` saves and stops one.
 
-A run is any folder under the runs root with a config.json. What is shown comes from
+A run is any folder under the runs root with a config.json (or, while it starts, a
+status.json). What is shown comes from
 its status.json (written by the training process) and, for runs made before there
 was one, from metrics.jsonl; the state "running" is only believed while a process
 holds the run's lock (else "crashed").
@@ -19,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gan_tui.errors import GanTuiError
 from gan_tui.serve import registry
@@ -55,8 +57,14 @@ def find_runs(root: Path) -> list[Path]:
     """Run folders under `root`, newest first."""
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    runs = [p for p in root.iterdir() if is_run_dir(p)]
     return sorted(runs, key=_last_touched, reverse=True)
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run's folder: its config, or (just spawned, still loading) its status."""
+    return path.is_dir() and any((path / name).is_file()
+                                 for name in ("config.json", registry.STATUS_FILE))
 
 
 def resolve_run(name: str, root: Path) -> Path:
@@ -68,7 +76,7 @@ def resolve_run(name: str, root: Path) -> Path:
         live = [r for r in runs if registry.is_running(r)]
         return (live or runs)[0]
     for candidate in (Path(name), root / name):
-        if candidate.is_dir() and (candidate / "config.json").is_file():
+        if is_run_dir(candidate):
             return candidate
     if Path(name).is_file():
         raise RunNotFound(f"{name} is a file; name a run folder (gan-tui runs lists them)")
@@ -164,7 +172,7 @@ def runs_table(summaries: list[RunSummary], now: float) -> Table:
                          else "right", no_wrap=column == "run")
     for s in summaries:
         table.add_row(
-            s.path.name, s.preset, f"[{_STATE_STYLE.get(s.state, '')}]{s.state}[/]",
+            Text(s.path.name), Text(s.preset), Text(s.state, _STATE_STYLE.get(s.state, "")),
             f"{s.epoch if s.epoch is not None else '?'}/{s.epochs or '?'}",
             f"{s.step:,}" if s.step is not None else "-",
             f"{s.fid:.1f}" if s.fid is not None else "-",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from gan_tui.serve import protocol, registry
 from gan_tui.serve.client import ControlClient
 from tests.conftest import run_cli
 
-LONG = ("--limit", "256", "--epochs", "500", "--seed", "3", "--device", "cpu",
+LONG = ("--limit", "256", "--epochs", "100000", "--seed", "3", "--device", "cpu",
         "--quality-samples", "0")
 WAIT_S = 90.0  # generous: two cores are shared with the rest of the suite
 
@@ -151,3 +152,77 @@ def test_a_fresh_run_refuses_a_folder_with_a_checkpoint(tmp_path):
                     "--epochs", "1", "--quality-samples", "0", cwd=tmp_path)
     assert again.returncode == 1 and "--resume" in again.stderr
     assert json.loads((run / "config.json").read_text()) == config  # nothing overwritten
+
+
+# ---------------------------------------------------------- the attached dashboard
+
+pexpect = pytest.importorskip("pexpect")
+GAN_TUI = Path(sys.executable).with_name("gan-tui")
+
+
+def attach(tmp_path: Path, run: Path) -> pexpect.spawn:
+    env = {**os.environ, "TERM": "xterm-256color"}
+    for name in ("NO_COLOR", "COLUMNS", "LINES"):
+        env.pop(name, None)
+    return pexpect.spawn(str(GAN_TUI), ["attach", str(run)], cwd=str(tmp_path), env=env,
+                         dimensions=(30, 100), encoding="utf-8", codec_errors="replace",
+                         timeout=WAIT_S)
+
+
+def test_attach_shows_history_then_live_and_p_pauses_the_run(tmp_path, detached):
+    wait_for(lambda: status(detached).get("epoch", 0) >= 2, "two epochs of history")
+    viewer = attach(tmp_path, detached)
+    try:
+        viewer.expect("bg")  # the header names the run
+        viewer.expect(r"Epoch: \[1/100000\]")  # the history's log lines
+        viewer.expect("TRAINING")
+        viewer.send("p")
+        viewer.expect("PAUSED")
+        wait_for(lambda: status(detached).get("state") == "paused", "the run to pause")
+        viewer.send("p")
+        wait_for(lambda: status(detached).get("state") == "running", "the run to resume")
+        viewer.send("d")
+        viewer.expect("Detached; the run trains on")
+        viewer.expect(pexpect.EOF)
+    finally:
+        viewer.close(force=True)
+    assert viewer.exitstatus == 0
+    step = status(detached)["step"]
+    wait_for(lambda: status(detached).get("step", 0) > step, "training to go on")
+
+
+def test_killed_viewer_and_a_second_viewer(tmp_path, detached):
+    first = attach(tmp_path, detached)
+    second = attach(tmp_path, detached)
+    try:
+        first.expect("TRAINING")
+        second.expect("TRAINING")
+        os.kill(first.pid, signal.SIGKILL)
+        step = wait_for(lambda: status(detached).get("step"), "steps")
+        wait_for(lambda: status(detached).get("step", 0) > step, "training to go on")
+        second.send("q")  # an attached viewer's q detaches too
+        second.expect("Detached; the run trains on")
+        second.expect(pexpect.EOF)
+    finally:
+        first.close(force=True)
+        second.close(force=True)
+    assert registry.live_state(detached) == "running"
+
+
+def test_x_stops_the_run_after_asking(tmp_path, detached):
+    viewer = attach(tmp_path, detached)
+    try:
+        viewer.expect("TRAINING")
+        viewer.send("x")
+        viewer.expect("Keep training")
+        viewer.send("n")  # changed my mind: nothing happens
+        time.sleep(0.3)
+        assert registry.live_state(detached) == "running"
+        viewer.send("x")
+        viewer.expect("Keep training")
+        viewer.send("y")
+        viewer.expect(r"Resume with: gan-tui train --resume \S+last\.pt")
+        viewer.expect(pexpect.EOF)
+    finally:
+        viewer.close(force=True)
+    wait_for(lambda: registry.live_state(detached) == "stopped", "the run to stop")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from gan_tui.serve import registry
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -61,14 +64,10 @@ def test_console_script_pause_quit_and_resume_hint(tmp_path: Path) -> None:
     assert state["global_step"] > 0
 
 
-def test_hangup_saves_last_pt_and_ends_the_process(tmp_path: Path) -> None:
-    """The terminal goes away (SSH dropped, tmux killed): save last.pt, then really exit.
-
-    Closing the pty's master is what a dropped connection does: the kernel sends SIGHUP
-    and every later write to the terminal fails, which must not leave a spinning or
-    hanging process behind.
-    """
-    child = spawn(tmp_path, "--limit", "2048", "--epochs", "50")
+def hang_up_while_paused(child: pexpect.spawn) -> tuple[int, float]:
+    """Pause, then close the pty's master as a dropped connection does: the kernel sends
+    SIGHUP and every later write to the terminal fails, which must not leave a spinning
+    or hanging process behind. Returns the exit code and when the pause was seen."""
     proc = child.ptyproc
     try:
         child.expect("TRAINING")
@@ -81,14 +80,52 @@ def test_hangup_saves_last_pt_and_ends_the_process(tmp_path: Path) -> None:
         while proc.isalive():
             assert time.monotonic() < deadline, "gan-tui still runs after its terminal went away"
             time.sleep(0.05)
-        code = proc.exitstatus if proc.exitstatus is not None else 128 + proc.signalstatus
+        return (proc.exitstatus if proc.exitstatus is not None
+                else 128 + proc.signalstatus), paused_at
     finally:
         if proc.isalive():
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_hangup_with_on_hangup_stop_saves_last_pt_and_ends_the_process(tmp_path: Path) -> None:
+    """Round 1's behaviour, kept behind --on-hangup stop: save, then really exit."""
+    child = spawn(tmp_path, "--limit", "2048", "--epochs", "50", "--on-hangup", "stop")
+    code, paused_at = hang_up_while_paused(child)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     assert last.exists() and last.stat().st_mtime >= paused_at
     assert code == 128 + signal.SIGHUP
     torch.load(last, map_location="cpu", weights_only=True)
+    assert not (tmp_path / "run" / "train.log").exists()  # nothing carried on
+
+
+def test_hangup_hands_the_run_to_a_background_process_that_ends_as_a_straight_run(
+        tmp_path: Path) -> None:
+    """The default: the dashboard saves at the exact step and a detached process resumes
+    from it; on CPU with a fixed seed its final weights equal a straight run's."""
+    args = ("--limit", "256", "--epochs", "12", "--seed", "5", "--quality-samples", "0",
+            "--device", "cpu")
+    child = spawn(tmp_path, *args)
+    code, _ = hang_up_while_paused(child)
+    assert code == 128 + signal.SIGHUP
+    run = tmp_path / "run"
+    log = run / "train.log"
+    assert log.exists()
+    deadline = time.monotonic() + TIMEOUT_S
+    while registry.live_state(run) != "done":
+        assert time.monotonic() < deadline, f"the background run did not finish: {log.read_text()}"
+        assert registry.live_state(run) not in ("crashed", "stopped"), log.read_text()
+        time.sleep(0.1)
+    assert "Resuming" in log.read_text()
+    straight = tmp_path / "straight"
+    subprocess.run([str(GAN_TUI), "train", "--headless", *args, "--run-dir", str(straight)],
+                   check=True, capture_output=True, timeout=TIMEOUT_S)
+    ours = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    theirs = torch.load(straight / "checkpoints" / "last.pt", map_location="cpu",
+                        weights_only=True)
+    assert ours["global_step"] == theirs["global_step"] == 12 * 4
+    for net in ("generator", "discriminator"):
+        for name, tensor in theirs[net].items():
+            assert torch.equal(ours[net][name], tensor), f"{net}.{name} differs"
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ _KINDS: tuple[type, ...] = (
     ev.Started, ev.StepStats, ev.EpochEnd, ev.Samples, ev.Quality, ev.CheckpointSaved,
     ev.Paused, ev.Resumed, ev.Finished, ev.Error, ev.Diverged,
     ev.Pause, ev.Resume, ev.Save, ev.Sample, ev.Stop,
+    ev.Notice, ev.HandedOver,
 )
 KIND_OF: Final = {cls: code for code, cls in enumerate(_KINDS, start=1)}
 CLASS_OF: Final = {code: cls for cls, code in KIND_OF.items()}

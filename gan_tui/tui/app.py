@@ -68,12 +68,16 @@ class GanTuiApp(App[int]):
         handle_signals: bool = False,
         freeze_gc: bool = False,
         connection: Connection | None = None,
+        on_hangup: str = "detach",
     ) -> None:
         """`autostart=False` starts no training: tests then feed events with
         `app.connection.feed()`. `connection` replaces the in-process run altogether.
 
         The real process (`run_tui`) also handles signals and, once training is set up,
         hides the start-up objects from the garbage collector (see gan_tui.process).
+        `on_hangup`: what a lost terminal (SIGHUP, or a tty that hung up) does to a run
+        started here: "detach" (save and carry it on in the background) or "stop" (save
+        and stop).
         """
         super().__init__()
         self.config = config
@@ -82,6 +86,7 @@ class GanTuiApp(App[int]):
         self.view = ViewState.for_config(config)  # outlives the screen: the exit code
         self.dashboard = Dashboard(self.connection, self.view)
         self._handle_signals = handle_signals
+        self._on_hangup = on_hangup
         self._signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
 
@@ -167,7 +172,11 @@ class GanTuiApp(App[int]):
         if self._signal is not None:
             return
         self._signal = signum
-        self.connection.request_stop("interrupt")  # signal-safe: a flag and a queue put
+        # Signal-safe calls: a flag and a queue put.
+        if signum == getattr(signal, "SIGHUP", None) and self._on_hangup == "detach":
+            self.connection.detach()  # the run goes on in the background
+        else:
+            self.connection.request_stop("interrupt")
         with contextlib.suppress(RuntimeError):  # the loop may be closed already
             self._ui_loop.call_soon_threadsafe(self.request_quit, "interrupt", signum)
         threading.Thread(target=self._exit_after_save, args=(signum,),
@@ -193,14 +202,20 @@ def terminal_hung_up(fd: int, timeout_s: float = 0.0) -> bool:
     return any(mask & gone for _, mask in poller.poll(int(timeout_s * 1000)))
 
 
-def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False) -> int:
+def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False,
+            on_hangup: str = "detach") -> int:
     """Run the dashboard; print what happened once the screen is back. Returns the exit code.
 
     `force` resumes a checkpoint even if its setup differs (the CLI's --force).
     """
     factory = functools.partial(make_trainer, force=force)
     app = GanTuiApp(config, resume, trainer_factory=factory, handle_signals=True,
-                    freeze_gc=True)
+                    freeze_gc=True, on_hangup=on_hangup)
+    return run_app(app)
+
+
+def run_app(app: GanTuiApp) -> int:
+    """Run a dashboard app as the real process does; print its ending; the exit code."""
     # No mouse: every control is a key, and the terminal keeps its own text selection
     # (handy for copying paths over SSH and in tmux).
     try:

@@ -22,8 +22,21 @@ from typing import Protocol
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import GanTuiError
-from gan_tui.events import CheckpointSaved, Command, Error, Event, Finished, Sink, StepStats
+from gan_tui.events import (
+    CheckpointSaved,
+    Command,
+    Error,
+    Event,
+    Finished,
+    HandedOver,
+    Sink,
+    StepStats,
+    Stop,
+)
 from gan_tui.process import freeze_startup_objects
+from gan_tui.serve.client import ControlClient
+from gan_tui.serve.hosting import hosted
+from gan_tui.serve.protocol import Hello, HistoryDone, ProtocolError
 from gan_tui.tui.state import EventBuffer
 
 
@@ -69,6 +82,16 @@ class Connection(Protocol):
         False when there is nothing to wait for. Signal-safe."""
         ...
 
+    def detach(self) -> bool:
+        """Let go of the run, which trains on without this viewer (`d`, a hang-up).
+        True when an ending is on its way (a local run first saves and hands itself to a
+        background process), False when there is nothing to wait for. Signal-safe."""
+        ...
+
+    def stop_run(self) -> bool:
+        """Ask the run itself to save and stop, whoever started it. As `request_stop`."""
+        ...
+
     def close(self) -> None:
         """The viewer is going away, however it ended: nothing may keep running for it."""
         ...
@@ -78,6 +101,7 @@ class TrainerLike(Protocol):
     """What LocalRun needs from gan_tui.train.Trainer (tests may pass a stand-in)."""
 
     run_dir: Path
+    sink: Sink
 
     def send(self, command: Command) -> None: ...
 
@@ -120,6 +144,7 @@ class LocalRun:
         self._thread: asyncio.Future[None] | None = None
         self._trainer: TrainerLike | None = None
         self._stopping = False  # read by the training thread; set without a lock (signals)
+        self._handing_over = False  # this stop is a detach: carry the run on elsewhere
         self._done = threading.Event()  # the training thread has ended, or never started
         if not autostart:
             self._done.set()
@@ -171,6 +196,15 @@ class LocalRun:
         trainer.request_stop(reason)  # a SimpleQueue put: safe in a signal handler
         return True
 
+    def detach(self) -> bool:
+        """Save at this step, stop, and start a background process that resumes from
+        the checkpoint (resume is exact), so training goes on without this terminal."""
+        self._handing_over = True  # before the stop: the training thread reads it after
+        return self.request_stop("detach")
+
+    def stop_run(self) -> bool:
+        return self.request_stop("stop")
+
     def close(self) -> None:
         # Whatever ended the viewer (even a crash), the engine must stop, or the process
         # would wait for the whole run when it exits.
@@ -215,10 +249,125 @@ class LocalRun:
         if self._freeze_gc:
             freeze_startup_objects()
         try:
-            trainer.run()
+            with hosted(trainer):  # reachable by `gan-tui attach` and `gan-tui runs`
+                finished = trainer.run()
         except Exception as exc:  # the engine saved and reported it
             if not reported:
                 self._buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
+            return
+        if self._handing_over:
+            self._hand_over(trainer, finished)
+
+    def _hand_over(self, trainer: TrainerLike, finished: Finished) -> None:
+        """Start the background process once the run saved its last step and let go
+        of its folder (trainer.run() has returned: the lock is free)."""
+        if finished.reason != "stopped" or finished.checkpoint_step != finished.global_step:
+            return  # diverged or not saved: nothing exact to carry on from
+        from gan_tui.detach import hand_over
+
+        try:
+            pid = hand_over(trainer.run_dir, Path(str(finished.checkpoint)))
+        except (OSError, GanTuiError) as exc:
+            self._buffer.put(Error(f"could not carry the run on in the background: {exc}; "
+                                   "it is saved, resume it by hand"))
+            return
+        self._buffer.put(HandedOver(pid, str(trainer.run_dir), finished.global_step))
+
+
+class SocketRun:
+    """A viewer attached to a training process through its control socket.
+
+    A reader thread turns the socket's frames into events in an `EventBuffer`: first
+    the run's history (what a viewer that had watched all along would have seen), then
+    live events. Quitting this viewer only detaches: the run trains on. `stop_run` is
+    the explicit way to end the run itself.
+    """
+
+    def __init__(self, socket_path: str | Path, run_dir: Path) -> None:
+        self.socket_path = str(socket_path)
+        self.run_dir = run_dir
+        # Room for a long history's loss curve, delivered before the first drain.
+        self._buffer = EventBuffer(max_stats=20_000)
+        self._wake: Callable[[], None] = _nothing
+        self._client: ControlClient | None = None
+        self._live = False  # the history has been delivered
+        self._finished = False
+        self._leaving = False
+        self._done = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._client is not None and not self._done.is_set() and not self._finished
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def start(self, wake: Callable[[], None]) -> str:
+        self._wake = wake
+        threading.Thread(target=self._read, name="gan-tui-attach", daemon=True).start()
+        return f"Attaching to {self.run_dir.name}…"
+
+    def drain(self) -> list[Event]:
+        return self._buffer.drain()
+
+    def send(self, command: Command) -> bool:
+        client = self._client
+        return bool(client and self.ready and client.send(command))
+
+    def request_stop(self, reason: str = "stop") -> bool:
+        """This viewer's quit: let go of the run (it trains on). Nothing to wait for."""
+        self._leave()
+        return False
+
+    def detach(self) -> bool:
+        self._leave()
+        return False
+
+    def stop_run(self) -> bool:
+        """Ask the run itself to save and stop; its Finished event follows."""
+        return self.send(Stop("stop"))
+
+    def close(self) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        self._leaving = True
+        client = self._client
+        if client is not None:
+            client.close()
+
+    # ------------------------------------------------------ the reader thread
+
+    def _read(self) -> None:
+        try:
+            self._client = ControlClient.connect(self.socket_path)
+            self._deliver_all(self._client)
+        except GanTuiError as exc:
+            self._buffer.put(Error(str(exc)))
+        except ProtocolError as exc:
+            self._buffer.put(Error(f"the run sent something this gan-tui cannot read ({exc}); "
+                                   "is it a different version?"))
+        finally:
+            if not (self._finished or self._leaving):
+                self._buffer.put(Error("the run's process went away without a word (it may "
+                                       "have crashed: gan-tui runs shows its state)"))
+            self._done.set()
+            self._wake()
+
+    def _deliver_all(self, client: ControlClient) -> None:
+        for message in client.messages():
+            if isinstance(message, HistoryDone):
+                self._live = True
+                self._wake()
+                continue
+            if isinstance(message, Hello):
+                continue
+            self._buffer.put(message)
+            self._finished = self._finished or isinstance(message, Finished)
+            # During the history one wake at its end; then as LocalRun does.
+            if self._live and not isinstance(message, (StepStats, CheckpointSaved)):
+                self._wake()
 
 
 def _nothing() -> None:

@@ -22,7 +22,7 @@ from textual.widgets import Footer
 
 from gan_tui.events import Sample, Save
 from gan_tui.tui.connection import Connection
-from gan_tui.tui.screens import HelpScreen
+from gan_tui.tui.screens import ConfirmStop, HelpScreen
 from gan_tui.tui.view import (
     DIGIT_KEYS_NEED_CGAN,
     Effect,
@@ -75,6 +75,8 @@ class Dashboard(Screen[None]):
         Binding("v", "toggle_plot", "Plot"),
         Binding("l", "toggle_log_y", "Log-y"),
         *(Binding(str(d), f"sample_digit({d})", f"Digit {d}", show=False) for d in range(10)),
+        Binding("d", "detach", "Detach"),
+        Binding("x", "stop_run", "Stop run", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -251,6 +253,37 @@ class Dashboard(Screen[None]):
             self.log_line("Stopping; the diverged weights are not saved…", "bold")
         else:
             self.log_line("Saving last.pt before quitting…", "bold")
+        self._refresh_panels()
+        self.set_timer(self.QUIT_TIMEOUT_S, self._leave)
+
+    def action_detach(self) -> None:
+        """Let go of the run; it trains on (a run started here moves to the background)."""
+        if self.view.quitting:
+            return
+        self.view.quitting = True
+        if not self.connection.detach():
+            self._leave()
+            return
+        self.log_line("Saving last.pt and carrying the run on in the background…", "bold")
+        self._refresh_panels()
+        self.set_timer(self.QUIT_TIMEOUT_S, self._leave)
+
+    def action_stop_run(self) -> None:
+        if self.view.quitting or not self._can_command():
+            return
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self._stop_run()
+
+        self.app.push_screen(ConfirmStop(self.view.info.run_name), answered)
+
+    def _stop_run(self) -> None:
+        self.view.quitting = True
+        if not self.connection.stop_run():
+            self._leave()
+            return
+        self.log_line("Stopping the run: saving last.pt…", "bold")
         self._refresh_panels()
         self.set_timer(self.QUIT_TIMEOUT_S, self._leave)
 

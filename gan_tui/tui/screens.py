@@ -6,9 +6,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Button, Static
 
 # The key table, as shown on the help screen and in the README.
 KEY_HELP: tuple[tuple[str, str], ...] = (
@@ -19,8 +19,11 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("r", "Cycle the digit renderer: blocks, braille, ascii"),
     ("v", "Switch the plot: G/D loss or D(x)/D(G(z)) with the 0.5 line"),
     ("l", "Toggle a logarithmic y axis on the plot"),
+    ("d", "Detach: training goes on in the background; gan-tui attach brings it back"),
+    ("x", "Stop the run itself (asks first): save last.pt and end training"),
     ("?", "Show or hide this help"),
-    ("q / ctrl+c", "Save last.pt and quit; then print the command that resumes"),
+    ("q / ctrl+c", "Quit: a run started here saves last.pt and stops (then prints how to "
+     "resume); an attached viewer only detaches"),
 )
 
 ABOUT = (
@@ -57,3 +60,32 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(ABOUT, style="italic"), id="help-about")
         box.border_title = "Keys"
         box.border_subtitle = "escape, ? or q to close"
+
+
+class ConfirmStop(ModalScreen[bool]):
+    """Stopping a run is not undone by a key: ask first (y / enter, n / escape)."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Stop it"),
+        Binding("enter", "answer(True)", "Stop it", show=False),
+        Binding("n", "answer(False)", "Keep training"),
+        Binding("escape", "answer(False)", "Keep training", show=False),
+    ]
+
+    def __init__(self, run_name: str) -> None:
+        super().__init__()
+        self.run_name = run_name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(f"Stop {self.run_name}? It saves last.pt and ends training; "
+                         "gan-tui train --resume continues it later.", id="confirm-text")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Stop it (y)", variant="error", id="yes")
+                yield Button("Keep training (n)", variant="primary", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, stop: bool) -> None:
+        self.dismiss(stop)

@@ -25,6 +25,7 @@ from gan_tui.events import (
     Error,
     Event,
     Finished,
+    HandedOver,
     Pause,
     Paused,
     Quality,
@@ -87,6 +88,7 @@ Effect = LogLine | Notice | ShowSamples | ShowQuality
 _SAVE_REASONS = {
     "request": "saved on request", "kept": "copy kept", "stop": "saved before stopping",
     "interrupt": "saved on interrupt", "crash": "saved after a crash",
+    "detach": "saved to carry on in the background",
 }
 
 
@@ -113,6 +115,8 @@ class ViewState:
     quitting: bool = False
     epoch_ends: int = 0  # seen by this viewer: tells when no scores will come
     save_notice: str | None = None  # the path to announce at the end of this batch
+    handed_over: HandedOver | None = None  # a background process carries the run on
+    attached: bool = False  # a viewer of a run in another process: quitting only detaches
 
     @classmethod
     def for_config(cls, config: TrainConfig) -> ViewState:
@@ -158,6 +162,7 @@ class ViewState:
 
     def _on_started(self, event: Started, out: list[Effect]) -> None:
         self.started = event
+        self.config = TrainConfig.from_dict(event.config)  # what the run really uses
         self.info = RunInfo(event.run_name, event.preset, event.device, event.dataset,
                             event.num_images, event.run_dir)
         self.progress = Progress(
@@ -248,6 +253,10 @@ class ViewState:
         out.append(Notice(message, title="Error" if event.fatal else "Warning",
                           severity="error" if event.fatal else "warning", timeout=10))
 
+    def _on_handed_over(self, event: HandedOver, out: list[Effect]) -> None:
+        self.handed_over = event
+        out.extend(LogLine(line, "bold") for line in self.ending_lines())
+
     def _on_other(self, event: Event, out: list[Effect]) -> None:
         """Newer engine events: log their own summary line if they have one."""
         line = getattr(event, "line", None)
@@ -266,6 +275,7 @@ class ViewState:
         Error: _on_error,
         Diverged: _on_diverged,
         Quality: _on_quality,
+        HandedOver: _on_handed_over,
     }
 
     # ---------------------------------------------------------- key presses
@@ -295,7 +305,12 @@ class ViewState:
     def ending_lines(self) -> list[str]:
         """How the run ended and how to go on from it, in the headless runner's words
         (paths as typed when inside the working directory)."""
+        if self.handed_over is not None:
+            return handed_over_lines(self.handed_over)
         finished = self.finished
+        if self.attached and finished is None and not self.fatal_error:
+            run = display_path(Path(self.info.run_dir)) if self.info.run_dir else "latest"
+            return [f"Detached; the run trains on. Back with: gan-tui attach {run}"]
         if finished is None:  # it never started, or crashed before it could say
             last = Path(self.info.run_dir) / "checkpoints" / "last.pt"
             if self.info.run_dir and last.exists():
@@ -315,7 +330,7 @@ class ViewState:
             return 1
         if signum:
             return 128 + signum
-        if self.finished is None:
+        if self.finished is None or self.handed_over is not None:
             return 0
         from gan_tui.headless import exit_code  # late import: it loads the engine
 
@@ -327,6 +342,13 @@ class ViewState:
             return str(Path(path).relative_to(self.info.run_dir))
         except ValueError:
             return display_path(Path(path))
+
+
+def handed_over_lines(event: HandedOver) -> list[str]:
+    run = display_path(Path(event.run_dir))
+    return [f"Training goes on in the background (pid {event.pid}) from step "
+            f"{event.global_step:,}.", f"Watch it with: gan-tui attach {run}",
+            f"Stop it with: gan-tui stop {run}"]
 
 
 def samples_caption(event: Samples) -> str:

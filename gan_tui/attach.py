@@ -1,0 +1,68 @@
+"""`gan-tui attach [RUN|latest]`: the dashboard on a run that trains in another process.
+
+The viewer connects to the run's control socket (its path is in the run's status.json),
+is shown the run's history and then its live events, and sends the same commands as
+the in-process dashboard. Quitting it (q, d, a lost terminal) only detaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from gan_tui.config import TrainConfig
+from gan_tui.runs import DEFAULT_ROOT, NotRunningError, require_running, resolve_run
+
+SOCKET_WAIT_S = 60.0  # a run just started loads torch and its data before it listens
+
+
+def wait_for_socket(run_dir: Path, timeout_s: float = SOCKET_WAIT_S) -> str:
+    """The run's control socket once it listens; NotRunningError if the run is not alive
+    (or never opens one in time)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = require_running(run_dir)
+        socket_path = status.get("socket")
+        if isinstance(socket_path, str) and Path(socket_path).exists():
+            return socket_path
+        if time.monotonic() > deadline:
+            raise NotRunningError(f"{run_dir} is {status.get('state')} but has no control "
+                                  "socket to attach to (see its train.log)")
+        time.sleep(0.1)
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The run's config.json, or the defaults until its Started event says better."""
+    try:
+        return TrainConfig.from_json((run_dir / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return TrainConfig()
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from gan_tui.tui.app import GanTuiApp, run_app
+    from gan_tui.tui.connection import SocketRun
+
+    run_dir = resolve_run(args.run, Path(args.runs_root)).absolute()
+    socket_path = wait_for_socket(run_dir)
+    config = read_config(run_dir)
+    config.run_dir = str(run_dir)
+    app = GanTuiApp(config, connection=SocketRun(socket_path, run_dir), handle_signals=True)
+    app.view.attached = True
+    return run_app(app)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    attach = commands.add_parser(
+        "attach", help="open the dashboard on a running run (q or d detaches)",
+        description="Open the dashboard on a run that trains in another process (started "
+        "with --detach, or carried on in the background after its terminal went away): "
+        "its history first, then live. Every key works as in the dashboard; q or d "
+        "detach (training goes on), x stops the run itself.")
+    attach.add_argument("run", nargs="?", default="latest", metavar="RUN",
+                        help="a run folder, its name, or 'latest' (the newest running run; "
+                        "the default)")
+    attach.add_argument("--runs-root", default=DEFAULT_ROOT, metavar="DIR",
+                        help="where run names are looked up (default ./runs)")
+    attach.set_defaults(func=cmd_attach)

@@ -66,6 +66,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--lr-d", type=float, help=f"discriminator Adam lr (default {d.lr_d})")
     model.add_argument("--seed", type=int, help="random seed; same seed, same run on CPU")
     model.add_argument("--device", choices=DEVICES, help="auto: cuda, then mps, then cpu")
+    model.add_argument("--threads", type=_threads, metavar="N|auto",
+                       help="torch CPU threads (default auto: the cores shared fairly among "
+                       "the gan-tui runs on this machine, adjusted while training)")
     model.add_argument("--ema", type=float, metavar="DECAY",
                        help="show and save samples from an exponential moving average of G "
                        "(e.g. 0.999; 0 = off, the seed's default; dcgan/cgan use 0.999)")
@@ -99,6 +102,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--detach", action="store_true",
                      help="train in a background process of its own and return at once; "
                      "watch it with gan-tui attach, list runs with gan-tui runs")
+
+
+def _threads(text: str) -> int | str:
+    """--threads: 'auto' or a whole number (range checked with the other settings)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") \
+            from None
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:

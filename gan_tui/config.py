@@ -62,6 +62,9 @@ class TrainConfig:
     # Decay of an exponential moving average of G's weights used for samples, scoring and
     # checkpoints' sample weights; 0 = off (the seed). Training itself never reads it.
     ema: float = 0.0
+    # torch's CPU threads: a number, or "auto" (a fair share of the cores among the
+    # gan-tui runs on this machine, re-checked while training; see gan_tui.process).
+    threads: int | str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -101,6 +104,8 @@ class TrainConfig:
         _require(self.quality_samples == 0 or self.quality_samples >= 2,
                  f"--quality-samples must be 0 (off) or at least 2, got {self.quality_samples}")
         _require(0 <= self.ema < 1, f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
+        _require(self.threads == "auto" or (isinstance(self.threads, int) and self.threads >= 1),
+                 f"--threads must be a whole number at least 1, or auto; got {self.threads!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

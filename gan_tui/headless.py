@@ -31,6 +31,7 @@ from gan_tui.events import (
     Error,
     Event,
     Finished,
+    Notice,
     Paused,
     Quality,
     Resumed,
@@ -85,6 +86,8 @@ class HeadlessSink:
             self._start(event)
         elif isinstance(event, CheckpointSaved) and event.reason not in QUIET_SAVE_REASONS:
             self._print(f"checkpoint saved: {event.path}")
+        elif isinstance(event, Notice):
+            self._print(event.message)
         elif isinstance(event, Paused):
             self._print(f"paused at step {event.global_step}")
         elif isinstance(event, Resumed):

@@ -157,7 +157,10 @@ class ThreadShare:
         if not self.auto:
             return int(self.requested)
         runs = self.presence.count() if self.presence is not None else 1
-        return fair_share(self.cores, runs, self.ranks_here)
+        share = fair_share(self.cores, runs, self.ranks_here)
+        # OMP_NUM_THREADS, where the user (or a test harness) set it, is a ceiling.
+        ceiling = os.environ.get("OMP_NUM_THREADS", "")
+        return min(share, int(ceiling)) if ceiling.isdigit() and int(ceiling) > 0 else share
 
     def poll(self, now: float) -> int | None:
         """Apply a changed share; the new thread count, or None if nothing changed."""

@@ -174,7 +174,7 @@ def test_attach_shows_history_then_live_and_p_pauses_the_run(tmp_path, detached)
     viewer = attach(tmp_path, detached)
     try:
         viewer.expect("bg")  # the header names the run
-        viewer.expect(r"Epoch: \[1/100000\]")  # the history's log lines
+        viewer.expect(r"Epoch: \[\d+/100000\]")  # the history's log lines
         viewer.expect("TRAINING")
         viewer.send("p")
         viewer.expect("PAUSED")

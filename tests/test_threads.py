@@ -41,7 +41,8 @@ def test_presence_counts_live_runs_only(tmp_path: Path):
     assert not (tmp_path / "active").exists() or not any((tmp_path / "active").iterdir())
 
 
-def test_auto_threads_follow_the_runs_on_the_machine(tmp_path: Path):
+def test_auto_threads_follow_the_runs_on_the_machine(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the suite's own ceiling
     before = torch.get_num_threads()
     me = Presence(tmp_path)
     me.enter()
@@ -71,3 +72,23 @@ def test_fixed_threads_ignore_other_runs(tmp_path: Path):
         assert share.describe() == "1 thread (--threads 1)"
     finally:
         torch.set_num_threads(before)
+
+
+def test_omp_num_threads_is_a_ceiling_for_auto(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ThreadShare("auto", None, cores=8).choose() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    assert ThreadShare("auto", None, cores=8).choose() == 8
+
+
+def test_a_run_says_what_it_chose_and_refuses_nonsense(tmp_path: Path):
+    from tests.conftest import run_cli
+
+    out = run_cli("train", "--headless", "--limit", "256", "--epochs", "1", "--threads", "1",
+                  "--quality-samples", "0", "--run-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Using 1 thread (--threads 1)" in out.stdout
+    for bad in ("0", "many"):
+        refused = run_cli("train", "--headless", "--threads", bad, cwd=tmp_path)
+        assert refused.returncode == 2 and "--threads" in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from gan_tui.config import TrainConfig
 from gan_tui.data import load_digits, to_tensor
+from gan_tui.errors import GanTuiError
 from gan_tui.events import (
     Command,
     Diverged,
@@ -28,6 +29,7 @@ from gan_tui.events import (
     Error,
     Event,
     Finished,
+    Notice,
     Sample,
     Samples,
     Sink,
@@ -37,6 +39,8 @@ from gan_tui.events import (
 )
 from gan_tui.metrics import EPOCH, LOG, WINDOW, RunningStats
 from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels
+from gan_tui.process import Presence, ThreadShare
+from gan_tui.serve.registry import runtime_dir
 from gan_tui.train import state as run_state
 from gan_tui.train.control import Control
 from gan_tui.train.rundir import RunDir, choose_run_dir
@@ -161,6 +165,7 @@ class Trainer:
         """Train until the configured epoch count or a Stop; return the Finished event."""
         self.scorer.prepare()
         self.emit(self._started_event())
+        self._share_cores()
         self._started_at = time.monotonic()
         try:
             while self.epoch < self.config.epochs:
@@ -173,6 +178,19 @@ class Trainer:
             raise
         finally:
             self.files.close()
+            if self.threads.presence is not None:
+                self.threads.presence.leave()
+
+    def _share_cores(self) -> None:
+        """Take this run's share of the cores (--threads) and say what it chose."""
+        presence: Presence | None = Presence(runtime_dir())
+        try:
+            presence.enter()
+        except (OSError, GanTuiError):  # no runtime folder: count this run alone
+            presence = None
+        self.threads = ThreadShare(self.config.threads, presence)
+        self.threads.poll(time.monotonic())
+        self.emit(Notice(f"Using {self.threads.describe()}"))
 
     def step(self, real: Tensor, labels: Tensor | None = None) -> None:
         """One GAN step on a batch (see GanStep); its statistics stay on the device."""
@@ -195,7 +213,10 @@ class Trainer:
             self.step(self.data[indices], self.labels[indices] if self.conditional else None)
             self.batch += 1
             self.global_step += 1
-            self.epoch_seconds += time.monotonic() - step_began
+            now = time.monotonic()
+            self.epoch_seconds += now - step_began
+            if self.threads.poll(now) is not None:  # another run started or ended
+                self.emit(Notice(f"Using {self.threads.describe()}"))
             if not self._after_step():
                 return False
         return True

@@ -32,7 +32,7 @@ DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
 # The settings the command line sets, each by the flag --<key with dashes>.
 FLAG_KEYS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
              "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-             "checkpoint_every", "quality_samples", "ema")
+             "checkpoint_every", "quality_samples", "ema", "threads")
 
 
 @dataclass

@@ -20,14 +20,17 @@ from collections.abc import Callable, Sequence
 
 from benchmarks.common import Log, Row, machine_info, table_lines
 
-BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync")
+BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync", "runs",
+              "viewers", "attach", "attached-keys")
 
 FULL = {"steps": 120, "repeats": 15, "warmup": 10, "tui_steps": 156, "tui_epochs": 1,
         "tui_repeats": 16,
-        "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1}
+        "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1,
+        "pairs": 4, "attach_repeats": 5}
 QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_epochs": 1,
          "tui_repeats": 1,
-         "presses": 3, "startup_repeats": 1, "memory_limit": 768, "memory_repeats": 1}
+         "presses": 3, "startup_repeats": 1, "memory_limit": 768, "memory_repeats": 1,
+         "pairs": 1, "attach_repeats": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +116,30 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
 
         return bench_sync(device, size["steps"], log)
 
+    def runs() -> Row:
+        from benchmarks.detach import bench_concurrent_runs
+
+        return bench_concurrent_runs(device, size["pairs"], log)
+
+    def viewers() -> Row:
+        from benchmarks.detach import bench_viewers
+
+        return bench_viewers(device, size["pairs"], log)
+
+    def attach() -> Row:
+        from benchmarks.detach import bench_attach_history
+
+        return bench_attach_history(size["attach_repeats"], log)
+
+    def attached_keys() -> Row:
+        from benchmarks.detach import bench_attached_keys
+
+        return bench_attached_keys(device, size["presses"], log)
+
     benches: dict[str, Callable[[], Row | None]] = {
         "speed": speed, "tui": tui, "responsiveness": responsiveness, "startup": startup,
-        "memory": memory, "sync": sync,
+        "memory": memory, "sync": sync, "runs": runs, "viewers": viewers, "attach": attach,
+        "attached-keys": attached_keys,
     }
     rows: list[Row] = []
     failures: list[str] = []

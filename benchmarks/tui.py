@@ -285,6 +285,7 @@ async def _timed_press(pilot, probe: _FrameProbe, key: str, shown: Callable[[], 
 
 async def _responsiveness(device: str, presses: int, run_dir: str, timeout: float,
                           log: Callable[[str], None], make_app: Callable | None = None,
+                          until_finished: bool = True,
                           ) -> tuple[dict[str, list[float]], float]:
     from gan_tui.config import TrainConfig
     from gan_tui.tui.app import GanTuiApp
@@ -322,7 +323,9 @@ async def _responsiveness(device: str, presses: int, run_dir: str, timeout: floa
         speed = app.view.progress.img_per_s
         step_ms = BATCH / speed * 1000 if speed else 0.0
         app.request_quit()  # as q does: the engine saves last.pt and the worker ends
-        await _wait_for(lambda: app.view.finished is not None, timeout, "the engine to stop")
+        if until_finished:  # (an attached viewer only detaches)
+            await _wait_for(lambda: app.view.finished is not None, timeout,
+                            "the engine to stop")
     return latencies, step_ms
 
 

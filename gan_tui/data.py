@@ -100,13 +100,24 @@ class IdxFile:
     def read_body(self) -> np.ndarray:
         """The body, exactly as long as the header says (one byte more is read to tell)."""
         expected = math.prod(self.dims)
-        body = self._read(expected + 1)
+        body = self._read_upto(expected + 1)
         if len(body) != expected:
             shape = " x ".join(map(str, self.dims))
             holds = f"more than {expected}" if len(body) > expected else str(len(body))
             raise DataError(f"{self.name}: header says {shape} = {expected} bytes, file "
                             f"holds {holds}")
         return np.frombuffer(body, dtype=np.uint8).reshape(self.dims)
+
+    def _read_upto(self, size: int, chunk: int = 1 << 20) -> bytes:
+        """Up to `size` bytes, a chunk at a time: read(size) would allocate all of a
+        forged header's size up front (gzip's buffer does), however short the file."""
+        parts = bytearray()
+        while len(parts) < size:
+            piece = self._read(min(chunk, size - len(parts)))
+            if not piece:
+                break
+            parts += piece
+        return bytes(parts)
 
     def _read(self, size: int) -> bytes:
         try:

@@ -152,3 +152,11 @@ def test_quality_benchmark_trains_the_seed_its_epochs_and_the_others_the_budget(
         assert result["samples"] == 100 and 0 < result["coverage"] <= 1
     printed = capsys.readouterr().out
     assert "| seed | none (" in printed and "| 1.0x |" in printed
+
+
+def test_attach_benchmark_opens_a_real_viewer_on_a_long_history():
+    from benchmarks.detach import bench_attach_history
+
+    row = bench_attach_history(repeats=1, log=quiet, steps=2_000)
+    assert_measured(row)
+    assert "history is" in row.note and row.samples["seconds"][0] > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from gan_tui import __version__
@@ -16,6 +17,7 @@ from gan_tui.config import (
     DATASETS,
     DEVICES,
     FLAG_KEYS,
+    INVERT_CHOICES,
     SPLITS,
     TrainConfig,
     check_resume,
@@ -76,7 +78,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data (default: the bundled MNIST test split, as the seed)")
     data.add_argument("--dataset", choices=DATASETS,
                       help="bundled (offline) or a full set downloaded into the user cache")
-    data.add_argument("--data-dir", metavar="DIR", help="a folder of MNIST-style IDX files")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="a folder of MNIST-style IDX files, a folder of images (one "
+                      "subfolder per class, or none), or a .npy / .npz file")
+    data.add_argument("--invert", choices=INVERT_CHOICES,
+                      help="images: make them light-on-dark like MNIST (auto: judged by each "
+                      "image's border; default)")
     data.add_argument("--split", choices=SPLITS, help=f"which split (default {d.split})")
     data.add_argument("--limit", type=int, metavar="N", help="train on the first N images only")
 
@@ -149,6 +156,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 def run_train(args: argparse.Namespace) -> int:
     config, resume = config_from_args(args)
     check_run_dir(config.run_dir or config.runs_root)  # before anything is built or made
+    if config.data_dir:  # a folder of images converts once, with a bar, before the run
+        from gan_tui.data import load_data_path
+
+        load_data_path(Path(config.data_dir), config.split, config.invert,
+                       progress=sys.stderr.isatty())
     if args.detach:
         from gan_tui.detach import detach
 

@@ -19,12 +19,13 @@ from gan_tui.errors import CheckpointError, ConfigError, UsageError
 DATASETS = ("bundled", "mnist", "fashion-mnist", "kmnist")
 SPLITS = ("test", "train", "all")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INVERT_CHOICES = ("auto", "yes", "no")
 MAX_LATENT_DIM = 4096
 MAX_SEED = 2**63 - 3  # the trainer seeds torch generators with seed + 1, + 2 and + 3
 
 # Keys that change the shape of the models or the data they learn from: a
 # checkpoint resumed under a different value would not be the same run.
-IDENTITY_KEYS = ("preset", "latent_dim", "dataset", "split", "limit", "data_dir")
+IDENTITY_KEYS = ("preset", "latent_dim", "dataset", "split", "limit", "data_dir", "invert")
 # Of those, the ones that decide the networks' shapes: saved weights never fit another
 # value, so --force cannot help. The others only change the data (--force may).
 SHAPE_KEYS = ("preset", "latent_dim")
@@ -32,7 +33,7 @@ DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
 # The settings the command line sets, each by the flag --<key with dashes>.
 FLAG_KEYS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
              "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-             "checkpoint_every", "quality_samples", "ema", "threads")
+             "checkpoint_every", "quality_samples", "ema", "threads", "invert")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class TrainConfig:
     # torch's CPU threads: a number, or "auto" (a fair share of the cores among the
     # gan-tui runs on this machine, re-checked while training; see gan_tui.process).
     threads: int | str = "auto"
+    # A folder of images: "auto" inverts dark-on-light drawings (judged by each image's
+    # border) to MNIST's light-on-dark; "yes" / "no" for all.
+    invert: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -104,6 +108,8 @@ class TrainConfig:
         _require(self.quality_samples == 0 or self.quality_samples >= 2,
                  f"--quality-samples must be 0 (off) or at least 2, got {self.quality_samples}")
         _require(0 <= self.ema < 1, f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
+        _require(self.invert in INVERT_CHOICES,
+                 f"--invert must be one of {choices(INVERT_CHOICES)}, got {self.invert!r}")
         _require(self.threads == "auto" or (isinstance(self.threads, int) and self.threads >= 1),
                  f"--threads must be a whole number at least 1, or auto; got {self.threads!r}")
         return self

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from gan_tui.config import TrainConfig
-from gan_tui.data import load_digits, to_tensor
-from gan_tui.errors import GanTuiError
+from gan_tui.data import conditional_problem, load_digits, to_tensor
+from gan_tui.errors import DataError, GanTuiError
 from gan_tui.events import (
     Command,
     Diverged,
@@ -115,7 +115,10 @@ class Trainer:
 
     def _load_data(self) -> None:
         config = self.config
-        digits = load_digits(config.dataset, config.split, config.data_dir, config.limit)
+        digits = load_digits(config.dataset, config.split, config.data_dir, config.limit,
+                             config.invert)
+        if PRESETS[config.preset].conditional and (problem := conditional_problem(digits)):
+            raise DataError(problem)
         self.dataset_name = digits.source
         self.data = to_tensor(digits.images, self.device)
         self.labels = torch.from_numpy(digits.labels).to(self.device)

@@ -1,4 +1,5 @@
-"""Datasets: a validated IDX reader, the bundled MNIST test split, and downloads.
+"""Datasets: a validated IDX reader, the bundled MNIST test split, downloads, and (in
+`images` and `arrays`) folders of ordinary images and NumPy files.
 
 Whatever the source, the result is one uint8 array N x 28 x 28 that the engine
 turns once into a float tensor in [-1, 1] on the training device; batches are
@@ -7,6 +8,7 @@ index slices of it, so there is no per-image work during training.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import os
@@ -19,7 +21,7 @@ import torch
 
 from gan_tui.errors import DataError
 
-BUNDLED_DIR = Path(__file__).parent / "assets" / "mnist"
+BUNDLED_DIR = Path(__file__).parent.parent / "assets" / "mnist"
 IMAGE_SIZE = 28
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte), the number of dims.
@@ -47,6 +49,8 @@ class DigitSet:
     images: np.ndarray
     labels: np.ndarray
     source: str
+    labelled: bool = True  # False: the labels are placeholders (a flat folder, a .npy)
+    classes: tuple[str, ...] = ()  # names of labels 0..K-1 when they are not digits
 
     def __len__(self) -> int:
         return len(self.images)
@@ -290,17 +294,53 @@ def _short(exc: BaseException) -> str:
 
 
 def load_digits(dataset: str = "bundled", split: str = "test", data_dir: str | None = None,
-                limit: int | None = None) -> DigitSet:
+                limit: int | None = None, invert: str = "auto",
+                progress: bool = False) -> DigitSet:
     """Pick the source the config names; `limit` keeps the first N digits."""
     if data_dir is not None:
-        digits = load_idx_dir(data_dir, split)
+        digits = load_data_path(Path(data_dir), split, invert, progress)
     elif dataset == "bundled":
         digits = load_bundled(split)
     else:
         digits = download(dataset, split)
     if limit is not None and limit < len(digits):
-        digits = DigitSet(digits.images[:limit], digits.labels[:limit], digits.source)
+        digits = dataclasses.replace(digits, images=digits.images[:limit],
+                                     labels=digits.labels[:limit])
     return digits
+
+
+def load_data_path(path: Path, split: str, invert: str = "auto",
+                   progress: bool = False) -> DigitSet:
+    """--data-dir: a folder of IDX files, a folder of images, or a .npy / .npz file."""
+    from gan_tui.data import arrays, images
+
+    if path.is_file() and path.suffix in arrays.SUFFIXES:
+        pixels, labels = arrays.load_array_file(path)
+        if labels is not None:
+            check_labels(labels, str(path))
+        return DigitSet(pixels, labels if labels is not None else np.zeros(len(pixels),
+                                                                          np.int64),
+                        str(path), labelled=labels is not None)
+    if path.is_dir() and images.looks_like_image_folder(path):
+        folder = images.load_image_folder(path, invert, cache_dir(), progress)
+        skipped = f", {folder.skipped:,} files skipped (not images)" if folder.skipped else ""
+        return DigitSet(folder.images, folder.labels, f"{path} ({len(folder.images):,} "
+                        f"images{skipped})", labelled=bool(folder.classes),
+                        classes=folder.classes)
+    if path.is_file():
+        raise DataError(f"data directory {path} is not a folder (nor a .npy / .npz file)")
+    return load_idx_dir(path, split)
+
+
+def conditional_problem(digits: DigitSet) -> str:
+    """Why a conditional preset cannot train on `digits` ('' when it can)."""
+    if not digits.labelled:
+        return (f"{digits.source} has no classes (put the images in one subfolder per "
+                "class, or give labels); a conditional preset needs them")
+    if digits.classes and len(digits.classes) > NUM_CLASSES:
+        return (f"{digits.source} has {len(digits.classes)} classes; conditional presets "
+                f"draw at most {NUM_CLASSES} (the number keys 0-9)")
+    return ""
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

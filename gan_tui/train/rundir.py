@@ -3,6 +3,7 @@
     <run>/config.json               the settings, once at the start
     <run>/metrics.jsonl             step, epoch and quality records
     <run>/samples/epoch_NNNN.png    the fixed-noise grid at each epoch's end
+    <run>/samples/timeline.bin      every epoch's grid in one file (gan_tui.timeline)
     <run>/checkpoints/last.pt       the newest good state (atomic replace)
     <run>/checkpoints/epoch_NNNN.pt, step_NNNNNNN.pt   kept copies
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from gan_tui import checkpoint as ckpt
+from gan_tui import timeline
 from gan_tui.config import TrainConfig
 from gan_tui.errors import ConfigError
 from gan_tui.events import CheckpointSaved, Error, Sink
@@ -122,6 +124,11 @@ class RunDir:
             save_image(tensor * 0.5 + 0.5, path, nrow=4, padding=2)  # seed: 4 x 4 grid
         except OSError as exc:
             self._error(f"could not write {path}: {exc.strerror or exc}")
+        try:  # every epoch's grid in one file too: the dashboard's timeline, timelapses
+            timeline.append(self.samples / timeline.FILE_NAME, epoch_number, images)
+        except OSError as exc:
+            self._error(f"could not write {self.samples / timeline.FILE_NAME}: "
+                        f"{exc.strerror or exc}")
 
     # -------------------------------------------------------- checkpoints
 

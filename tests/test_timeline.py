@@ -8,6 +8,7 @@ from PIL import Image
 from gan_tui import timeline
 from gan_tui.events import Samples
 from tests.conftest import run_cli, train
+from tests.test_tui import run_async
 
 
 def test_every_epoch_lands_in_the_timeline_as_shown(small_config):
@@ -48,3 +49,47 @@ def test_timelapse_writes_one_frame_per_epoch(tmp_path):
     assert bad.returncode == 2 and "must end in .gif" in bad.stderr
     none = run_cli("timelapse", "nope", cwd=tmp_path)
     assert none.returncode == 1 and "no run 'nope'" in none.stderr
+
+
+@run_async
+async def test_left_right_home_end_step_through_past_epochs(tmp_path):
+    """Epochs 1-2 happened before this viewer came (they are only in the timeline file);
+    epoch 3 arrives live. History stays put when epoch 4 arrives; end goes live."""
+    from gan_tui.config import TrainConfig
+    from gan_tui.events import Started
+    from gan_tui.tui.app import GanTuiApp
+    from gan_tui.tui.widgets import DigitsPanel
+
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    for epoch in (1, 2):
+        timeline.append(timeline.path_in(run), epoch, np.full((16, 28, 28), -1.0, np.float32))
+
+    def grid(epoch: int) -> Samples:
+        return Samples(epoch=epoch - 1, global_step=epoch * 4,
+                       images=np.zeros((16, 28, 28), np.float32), fixed=True)
+
+    app = GanTuiApp(TrainConfig(), autostart=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.connection.feed(
+            Started(run_dir=str(run), run_name="run", preset="seed", device="cpu",
+                    dataset="d", num_images=256, steps_per_epoch=4, epochs=9, start_epoch=2,
+                    global_step=8, resumed_from=None, config={}), grid(3))
+        app.dashboard.poll_events()
+        digits = app.query_one(DigitsPanel)
+        assert digits.caption == "epoch 3 · fixed noise"
+        await pilot.press("left")
+        assert digits.caption.startswith("epoch 3 of 3 · history")
+        await pilot.press("left")
+        assert digits.caption.startswith("epoch 2 of 3 · history")
+        await pilot.press("home")
+        assert digits.caption.startswith("epoch 1 of 3")
+        app.connection.feed(grid(4))
+        app.dashboard.poll_events()
+        assert digits.caption.startswith("epoch 1 of 4")  # no jump back to live
+        await pilot.press("right")
+        assert digits.caption.startswith("epoch 2 of 4")
+        await pilot.press("end")
+        assert digits.caption == "epoch 4 · fixed noise"
+        await pilot.press("right")  # already live: stays
+        assert digits.caption == "epoch 4 · fixed noise"

@@ -23,6 +23,7 @@ from textual.widgets import Footer
 from gan_tui.events import Sample, Save
 from gan_tui.tui.connection import Connection
 from gan_tui.tui.screens import ConfirmStop, HelpScreen
+from gan_tui.tui.timeline_view import Timeline
 from gan_tui.tui.view import (
     DIGIT_KEYS_NEED_CGAN,
     Effect,
@@ -75,6 +76,10 @@ class Dashboard(Screen[None]):
         Binding("v", "toggle_plot", "Plot"),
         Binding("l", "toggle_log_y", "Log-y"),
         *(Binding(str(d), f"sample_digit({d})", f"Digit {d}", show=False) for d in range(10)),
+        Binding("left", "timeline(-1)", "Earlier epoch", show=False),
+        Binding("right", "timeline(1)", "Later epoch", show=False),
+        Binding("home", "timeline_first", "First epoch", show=False),
+        Binding("end", "timeline_live", "Live", show=False),
         Binding("d", "detach", "Detach"),
         Binding("x", "stop_run", "Stop run", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -94,6 +99,7 @@ class Dashboard(Screen[None]):
         self.connection = connection
         self.view = view
         self._hints_until: dict[Notice, float] = {}  # key hints on screen, until when
+        self.timeline = Timeline()  # past epochs' grids, for left / right / home / end
 
     # ------------------------------------------------------------- layout
 
@@ -172,6 +178,16 @@ class Dashboard(Screen[None]):
         self._notify(notice)
 
     def _show_samples(self, effect: ShowSamples) -> None:
+        if effect.samples.fixed:
+            self.timeline.record(effect.samples)
+        if self.timeline.viewing is not None:
+            self.timeline.live = effect  # shown again when the user returns to live
+            if effect.samples.fixed:
+                self._show_epoch(self.timeline.viewing)  # "epoch 2 of N": N grew
+            return
+        self._draw_samples(effect)
+
+    def _draw_samples(self, effect: ShowSamples) -> None:
         digits = self.query_one(DigitsPanel)
         samples = effect.samples
         had_labels = digits.labels is not None
@@ -222,6 +238,34 @@ class Dashboard(Screen[None]):
             return True
         self._hint(self.view.not_running_notice(starting=not self.connection.done))
         return False
+
+    def action_timeline(self, step: int) -> None:
+        """Step through past epochs' grids (the run's timeline); past the newest: live."""
+        self.timeline.load(self.view.info.run_dir)
+        target = self.timeline.step(step)
+        if target is None:
+            self.action_timeline_live()
+        else:
+            self._show_epoch(target)
+
+    def action_timeline_first(self) -> None:
+        self.timeline.load(self.view.info.run_dir)
+        if self.timeline.epochs():
+            self._show_epoch(self.timeline.epochs()[0])
+
+    def action_timeline_live(self) -> None:
+        if self.timeline.viewing is None:
+            return
+        self.timeline.viewing = None
+        if self.timeline.live is not None:
+            self._draw_samples(self.timeline.live)
+
+    def _show_epoch(self, epoch: int) -> None:
+        self.timeline.viewing = epoch
+        images, labels = self.timeline.grids[epoch]
+        newest = self.timeline.epochs()[-1]
+        self.query_one(DigitsPanel).show(
+            images, f"epoch {epoch} of {newest} · history, end: live", labels)
 
     def action_cycle_renderer(self) -> None:
         self.query_one(DigitsPanel).cycle_mode()

@@ -17,6 +17,8 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("g", "Generate 16 fresh digits now (works while paused)"),
     ("0-9", "Sample 16 of that digit (conditional presets: --preset cgan)"),
     ("r", "Cycle the digit renderer: blocks, braille, ascii"),
+    ("left / right", "Step through past epochs' digits (the run's timeline); home: the "
+     "first, end: back to live"),
     ("v", "Switch the plot: G/D loss or D(x)/D(G(z)) with the 0.5 line"),
     ("l", "Toggle a logarithmic y axis on the plot"),
     ("d", "Detach: training goes on in the background; gan-tui attach brings it back"),

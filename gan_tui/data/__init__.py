@@ -323,10 +323,11 @@ def load_data_path(path: Path, split: str, invert: str = "auto",
                         str(path), labelled=labels is not None)
     if path.is_dir() and images.looks_like_image_folder(path):
         folder = images.load_image_folder(path, invert, cache_dir(), progress)
-        skipped = f", {folder.skipped:,} files skipped (not images)" if folder.skipped else ""
-        return DigitSet(folder.images, folder.labels, f"{path} ({len(folder.images):,} "
-                        f"images{skipped})", labelled=bool(folder.classes),
-                        classes=folder.classes)
+        plural = "s" if folder.skipped != 1 else ""
+        skipped = f" ({folder.skipped:,} file{plural} skipped: not images)" if folder.skipped \
+            else ""
+        return DigitSet(folder.images, folder.labels, f"{path}{skipped}",
+                        labelled=bool(folder.classes), classes=folder.classes)
     if path.is_file():
         raise DataError(f"data directory {path} is not a folder (nor a .npy / .npz file)")
     return load_idx_dir(path, split)

@@ -31,7 +31,10 @@ class QualityScorer:
 
     def __init__(self, config: TrainConfig, device: torch.device, conditional: bool,
                  emit: Sink, log: Callable[[dict[str, Any]], None]) -> None:
-        self.on = config.quality_samples > 0 and config.dataset not in UNSCORED_DATASETS
+        # The classifier knows MNIST digits: other data (a folder of your own images,
+        # an array file, Fashion-MNIST...) would be scored against digits it is not.
+        self.on = (config.quality_samples > 0 and config.dataset not in UNSCORED_DATASETS
+                   and not _own_data(config.data_dir))
         self._count = config.quality_samples
         self._latent_dim = config.latent_dim
         self._seed = config.seed
@@ -77,3 +80,16 @@ class QualityScorer:
         # e.g. the classifier's weights are missing: a score must never stop training
         self.on = False
         self._emit(Error(f"quality scores off: {exc}", fatal=False))
+
+
+def _own_data(data_dir: str | None) -> bool:
+    """A folder of images or a NumPy file (an IDX folder is taken for MNIST-like digits)."""
+    if data_dir is None:
+        return False
+    from pathlib import Path
+
+    from gan_tui.data.arrays import SUFFIXES
+    from gan_tui.data.images import looks_like_image_folder
+
+    path = Path(data_dir)
+    return path.suffix in SUFFIXES or (path.is_dir() and looks_like_image_folder(path))

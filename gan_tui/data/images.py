@@ -37,8 +37,10 @@ class ImageFolder:
 
 
 def looks_like_image_folder(folder: Path) -> bool:
-    """No IDX files here: then the folder is taken as images."""
-    return not any("ubyte" in p.name for p in folder.iterdir() if p.is_file())
+    """Something here, and no IDX files: then the folder is taken as images (an empty
+    folder keeps the IDX reader's message about the files it expected)."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and not any("ubyte" in p.name for p in entries if p.is_file())
 
 
 def list_files(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:

@@ -283,7 +283,8 @@ def test_a_file_as_data_dir_or_run_dir_says_it_is_a_file(capsys, tmp_path):
     rc = main([*SMALL, "--epochs", "1", "--data-dir", str(afile),
                "--run-dir", str(tmp_path / "run")])
     assert rc == 1
-    assert one_line_error(capsys) == f"gan-tui: error: data directory {afile} is not a folder (nor a .npy / .npz file)\n"
+    assert one_line_error(capsys) == (f"gan-tui: error: data directory {afile} is not a "
+                                      "folder (nor a .npy / .npz file)\n")
     rc = main([*SMALL, "--epochs", "1", "--run-dir", str(afile)])
     assert rc == 1
     assert one_line_error(capsys) == (f"gan-tui: error: cannot use run directory {afile}: it is "

@@ -381,3 +381,75 @@ def test_threads_do_not_interleave_frames(server):
             time.sleep(0.01)
     assert server.commands == [ev.Sample(count=16)] * 800
     assert not server.lines
+
+
+@pytest.mark.parametrize("fields", [
+    {"epoch": 0, "global_step": 1, "images": {"shape": [2**24, 2**24, 2**24]}, "fixed": True},
+    {"epoch": 0, "global_step": 1, "images": {"shape": [1, 28, 28]}, "fixed": True,
+     "labels": [1e400]},
+])
+def test_forged_sizes_and_huge_numbers_are_protocol_errors(fields):
+    import json
+
+    text = json.dumps(fields).encode().replace(b"1e400", b"1" + b"0" * 400)
+    body = len(text).to_bytes(4, "big") + text + b"\0" * 784
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_body(protocol.KIND_OF[ev.Samples], body)
+    quality = {"epoch": 0, "global_step": 1, "fid": 10 ** 400, "score": 1, "coverage": 1,
+               "confidence": 1, "histogram": [1] * 10, "samples": 1, "seconds": 1}
+    text = json.dumps(quality).encode()
+    with pytest.raises(protocol.ProtocolError, match="out of range"):
+        protocol.decode_body(protocol.KIND_OF[ev.Quality], len(text).to_bytes(4, "big") + text)
+
+
+def test_the_endpoint_outlives_a_bad_viewer_and_refuses_big_frames_at_the_header(server):
+    bad = socket.socket(socket.AF_UNIX)
+    bad.connect(str(server.socket_path))
+    # a command kind announcing 1 MiB: refused from the 8-byte header, nothing buffered
+    bad.sendall(protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION,
+                                     protocol.KIND_OF[ev.Stop], 2**20))
+    bad.settimeout(10)
+    while bad.recv(65536):
+        pass
+    bad.close()
+    assert any("a command of 1,048,576 bytes" in line for line in server.lines)
+    with ControlClient.connect(server.socket_path) as late:  # still serving
+        assert isinstance(read_until(late, protocol.HistoryDone)[-1], protocol.HistoryDone)
+
+
+def test_a_viewer_cannot_crash_the_trainer_with_sample_counts(small_config):
+    from gan_tui.train import Trainer
+    from tests.conftest import Recorder
+
+    recorder = Recorder()
+    trainer = Trainer(small_config(epochs=1, quality_samples=0), recorder)
+    for count in (-1, 10**6):
+        trainer.send(ev.Sample(count=count))
+    finished = trainer.run()
+    assert finished.reason == "completed"
+    errors = [e for e in recorder.of(ev.Error) if "cannot draw" in e.message]
+    assert len(errors) == 2 and not any(e.fatal for e in errors)
+
+
+def test_late_started_is_never_dropped_from_the_journal():
+    journal = Journal(max_other=5)
+    journal.add(ev.Error("quality scores off", fatal=False))  # before Started
+    journal.add(started())
+    for step in range(50):
+        journal.add(ev.Paused(step))
+        journal.add(ev.Resumed(step))
+        journal.add(ev.CheckpointSaved("x", 0, step, "request"))
+    assert any(isinstance(e, ev.Started) for e in journal.snapshot())
+
+
+def test_sink_never_raises_for_an_event_too_big_to_send(server):
+    with ControlClient.connect(server.socket_path) as client:
+        read_until(client, protocol.HistoryDone)
+        deadline = time.monotonic() + 10
+        while server.viewers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        huge = np.zeros((30_000, 28, 28), np.float32)  # over MAX_FRAME as uint8
+        server.sink(ev.Samples(0, 1, huge, fixed=False))  # must not raise
+        server.sink(ev.Paused(1))
+        assert read_until(client, ev.Paused) == [ev.Paused(1)]
+    assert any("could not send Samples" in line for line in server.lines)

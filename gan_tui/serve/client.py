@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,11 @@ class ControlClient:
             raise NotRunning(f"cannot reach the run's control socket {socket_path}: "
                              f"{exc.strerror or exc}") from None
         sock.settimeout(None)
+        from gan_tui.serve.server import peer_uid
+
+        if peer_uid(sock) != os.getuid():  # status.json named someone else's socket
+            sock.close()
+            raise NotRunning(f"{socket_path} belongs to another user: not connecting")
         return cls(sock)
 
     def messages(self) -> Iterator[protocol.Message]:

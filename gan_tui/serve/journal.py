@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from gan_tui.events import Event, Paused, Resumed, Samples, StepStats
+from gan_tui.events import Event, Paused, Resumed, Samples, Started, StepStats
 
 DEFAULT_MAX_STATS = 4_000  # loss-curve points: more than any plot is wide
 DEFAULT_MAX_OTHER = 20_000  # epoch ends, scores, saves, notices: a long run's worth
@@ -63,8 +63,8 @@ class Journal:
         self._stats = sum(isinstance(e, StepStats) for e in kept)
 
     def _drop_oldest_other(self) -> None:
-        # The first event is Started: it says what the run is, keep it.
-        for index, event in enumerate(self._events[1:], start=1):
-            if not isinstance(event, StepStats):
+        # Started says what the run is: keep it (it need not be the first event).
+        for index, event in enumerate(self._events):
+            if not isinstance(event, (StepStats, Started)):
                 del self._events[index]
                 return

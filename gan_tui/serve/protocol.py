@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +28,7 @@ VERSION: Final = 1
 HEADER = struct.Struct(">2sBBI")  # magic, version, kind, body length
 _JSON_LEN = struct.Struct(">I")
 MAX_FRAME: Final = 16 * 2**20  # a Started with thousands of epoch records fits easily
+MAX_COMMAND: Final = 4096  # a command frame is tens of bytes: more is refused at its header
 _MAX_ARRAY_DIMS: Final = 4
 
 
@@ -102,6 +104,16 @@ def uint8_to_images(data: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ decoding
 
 
+def command_length(header: bytes) -> tuple[int, int]:
+    """As `body_length`, for what a viewer may send: commands only, and small."""
+    kind, length = body_length(header)
+    if CLASS_OF[kind] not in COMMANDS:
+        raise ProtocolError(f"a viewer sent {CLASS_OF[kind].__name__}, not a command")
+    if length > MAX_COMMAND:
+        raise ProtocolError(f"a command of {length:,} bytes")
+    return kind, length
+
+
 def body_length(header: bytes) -> tuple[int, int]:
     """(kind, body length) from a frame's 8-byte header; ProtocolError if it is not ours."""
     if len(header) != HEADER.size:
@@ -135,7 +147,12 @@ def decode_body(kind: int, body: bytes) -> Message:
         raise ProtocolError(f"bad JSON in a {cls.__name__} frame") from exc
     if not isinstance(fields, dict):
         raise ProtocolError(f"a {cls.__name__} frame must hold an object")
-    return _build(cls, fields, memoryview(body)[end:])
+    try:
+        return _build(cls, fields, memoryview(body)[end:])
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # never anything else
+        raise ProtocolError(f"a {cls.__name__} frame does not decode ({exc})") from None
 
 
 def decode(frame: bytes) -> Message:
@@ -179,7 +196,10 @@ def _int(value: Any, where: str) -> int:
 def _float(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(where, "a number", value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a 400-digit integer
+        raise ProtocolError(f"{where} is out of range") from None
 
 
 def _str(value: Any, where: str) -> str:
@@ -223,7 +243,7 @@ def _array(spec: Any, blob: memoryview, where: str) -> tuple[np.ndarray, memoryv
             or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_FRAME
                        for n in shape)):
         raise ProtocolError(f"{where} has a bad shape")
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)  # Python ints: a forged shape cannot wrap around
     if size > len(blob):
         raise ProtocolError(f"{where} is truncated")
     data = np.frombuffer(blob[:size], dtype=np.uint8).reshape(shape)

@@ -44,16 +44,21 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 class FrameReader:
-    """Splits a byte stream into messages; raises ProtocolError on the first bad one."""
+    """Splits a byte stream into messages; raises ProtocolError on the first bad one.
 
-    def __init__(self) -> None:
+    `header_check` vets each frame's header before its body is waited for (the server
+    takes only small commands from viewers)."""
+
+    def __init__(self, header_check: Callable[[bytes], tuple[int, int]] = protocol.body_length
+                 ) -> None:
         self._buffer = bytearray()
+        self._header_check = header_check
 
     def feed(self, data: bytes) -> list[protocol.Message]:
         self._buffer += data
         messages = []
         while len(self._buffer) >= protocol.HEADER.size:
-            kind, length = protocol.body_length(bytes(self._buffer[:protocol.HEADER.size]))
+            kind, length = self._header_check(bytes(self._buffer[:protocol.HEADER.size]))
             end = protocol.HEADER.size + length
             if len(self._buffer) < end:
                 break
@@ -66,7 +71,7 @@ class FrameReader:
 class _Viewer:
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
-        self.reader = FrameReader()
+        self.reader = FrameReader(protocol.command_length)
         self.queue: collections.deque[bytes] = collections.deque()
         self.queued = 0
         self.dropped = 0
@@ -166,11 +171,15 @@ class ControlServer:
 
     def sink(self, event: Event) -> None:
         """Record `event` for late viewers and queue it for the connected ones."""
-        self.journal.add(event)
-        with self._lock:
+        with self._lock:  # with the journal: a viewer accepted meanwhile gets it once
+            self.journal.add(event)
             if not self._viewers:
                 return
-            frame = protocol.encode(event)
+            try:
+                frame = protocol.encode(event)
+            except (TypeError, ValueError) as exc:  # e.g. over MAX_FRAME: never the trainer's
+                self._log(f"control socket: could not send {type(event).__name__}: {exc}")
+                return
             droppable = isinstance(event, StepStats)
             for viewer in self._viewers.values():
                 viewer.enqueue(frame, droppable)
@@ -188,11 +197,20 @@ class ControlServer:
         try:
             while not self._closed.is_set():
                 for key, mask in self._selector.select(timeout=1.0):
-                    self._dispatch(key, mask)
+                    self._dispatch_safely(key, mask)
                 self._flush_all()
             self._flush_last()
         finally:
             self._shutdown()
+
+    def _dispatch_safely(self, key: selectors.SelectorKey, mask: int) -> None:
+        """Whatever one connection does, the endpoint keeps serving the others."""
+        try:
+            self._dispatch(key, mask)
+        except Exception as exc:  # a bug or an OS limit: drop that one connection only
+            self._log(f"control socket: dropped a connection ({type(exc).__name__}: {exc})")
+            if isinstance(key.fileobj, socket.socket) and key.data == "viewer":
+                self._drop(key.fileobj, "")
 
     def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
         if key.data == "accept":
@@ -245,11 +263,7 @@ class ControlServer:
         except protocol.ProtocolError as exc:
             self._drop(conn, f"control socket: closed a viewer that sent a bad message ({exc})")
             return
-        for message in messages:
-            if not isinstance(message, protocol.COMMANDS):
-                self._drop(conn, "control socket: closed a viewer that sent "
-                           f"{type(message).__name__}, not a command")
-                return
+        for message in messages:  # (command_length let nothing else through)
             self._on_command(message)
 
     def _flush_all(self) -> None:

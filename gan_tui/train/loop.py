@@ -55,6 +55,7 @@ from gan_tui.train.setup import (
 )
 from gan_tui.train.step import FiniteBCELoss, GanStep, ema_decay, make_ema
 
+MAX_SAMPLES = 256  # digits one Sample command may ask for (a screen shows 16)
 # What a loss that stops being a number does: stop the run, or pause it for the user.
 DIVERGENCE_ACTIONS = ("stop", "pause")
 
@@ -372,6 +373,10 @@ class Trainer:
 
     def draw_samples(self, command: Sample) -> None:
         count = command.count or self.config.sample_count
+        if not 1 <= count <= MAX_SAMPLES:  # a viewer's command: never trusted to be sane
+            self.emit(Error(f"cannot draw {count} samples: 1-{MAX_SAMPLES} at a time",
+                            fatal=False))
+            return
         if command.digit is not None and not 0 <= command.digit < NUM_CLASSES:
             self.emit(Error(f"no digit {command.digit}: choose 0-9", fatal=False))
             return

@@ -10,6 +10,7 @@ holds the run's lock (else "crashed").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -205,8 +206,8 @@ def resume_hint(run_dir: Path) -> str:
 def require_running(run_dir: Path) -> dict[str, Any]:
     """The run's status if its process is alive; NotRunningError (one line) if not."""
     status = registry.read_status(run_dir)
-    state = registry.live_state(run_dir, status)
-    if state not in registry.LIVE_STATES:
+    if not registry.is_alive(run_dir, status):
+        state = registry.live_state(run_dir, status)
         raise NotRunningError(f"{_shown(run_dir)} is not running ({state}); "
                               f"{resume_hint(run_dir)}")
     return status
@@ -219,19 +220,21 @@ def stop_run(run_dir: Path, wait_s: float = STOP_WAIT_S) -> str:
     from gan_tui.serve.client import ControlClient, NotRunning
 
     status = require_running(run_dir)
+    deadline = time.monotonic() + wait_s
     ending = ""
     try:
         with ControlClient.connect(str(status.get("socket") or "")) as client:
+            client.set_timeout(wait_s)  # a stopped (SIGSTOP) run must not hang us
             client.send(Stop("stop"))
             for message in client.messages():
                 if isinstance(message, Finished):
                     ending = _ending(message)
                     break
     except NotRunning:  # no socket (still starting, or it could not make one): a signal
-        pid = status.get("pid") or registry.lock_holder(run_dir)
-        if isinstance(pid, int):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
+        pid = registry.lock_holder(run_dir) if registry.is_locked(run_dir) else None
+        if pid:  # only the lock's holder: a stale pid may be another process by now
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
     while registry.is_locked(run_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     if registry.is_locked(run_dir):

@@ -226,3 +226,19 @@ def test_x_stops_the_run_after_asking(tmp_path, detached):
     finally:
         viewer.close(force=True)
     wait_for(lambda: registry.live_state(detached) == "stopped", "the run to stop")
+
+
+def test_detach_that_cannot_start_says_why_and_keeps_a_finished_run(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda would start")
+    failed = run_cli("train", "--detach", "--run-dir", str(tmp_path / "gpu"), "--device", "cuda",
+                     "--limit", "256", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "the background run ended at once" in failed.stderr and "CUDA" in failed.stderr
+    done = tmp_path / "done"
+    assert run_cli("train", "--headless", "--run-dir", str(done), "--limit", "256", "--epochs",
+                   "1", "--quality-samples", "0", cwd=tmp_path).returncode == 0
+    before = (done / "status.json").read_text()
+    again = run_cli("train", "--detach", "--run-dir", str(done), "--limit", "256", cwd=tmp_path)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    assert (done / "status.json").read_text() == before  # still "done", not "crashed"

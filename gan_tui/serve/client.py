@@ -65,6 +65,10 @@ class ControlClient:
                 return
             self._pending.extend(self._reader.feed(data))
 
+    def set_timeout(self, seconds: float | None) -> None:
+        """Reads give up (the iteration ends) after `seconds` of silence."""
+        self._sock.settimeout(seconds)
+
     def send(self, command: Command) -> bool:
         """False when the run is gone."""
         frame = protocol.encode(command)

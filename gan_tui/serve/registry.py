@@ -180,5 +180,13 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def is_alive(run_dir: Path, status: dict[str, Any] | None = None) -> bool:
+    """A process has the run: it holds the lock (whatever its state: a diverged run the
+    dashboard paused is alive too), or it was just spawned and is still loading."""
+    status = read_status(run_dir) if status is None else status
+    return is_locked(run_dir) or (status.get("state") == "starting"
+                                  and _pid_alive(status.get("pid")))
+
+
 def is_running(run_dir: Path) -> bool:
-    return live_state(run_dir) in LIVE_STATES
+    return is_alive(run_dir)

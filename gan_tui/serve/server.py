@@ -89,6 +89,11 @@ class _Viewer:
         self.queue.append(frame)
         self.queued += len(frame)
 
+    def put_first(self, frames: list[bytes]) -> None:
+        """The history, ahead of whatever live events were queued while it was encoded."""
+        self.queue.extendleft(reversed(frames))
+        self.queued += sum(map(len, frames))
+
     def flush(self) -> bool:
         """Send what the socket takes now; True when the queue is empty."""
         while self.queue:
@@ -235,14 +240,16 @@ class ControlServer:
             return
         conn.setblocking(False)
         viewer = _Viewer(conn)
-        with self._lock:
+        with self._lock:  # from here on the viewer queues live events; nothing is lost
             history = self.journal.snapshot()
-            viewer.enqueue(protocol.encode(protocol.Hello(protocol.VERSION, os.getpid(),
-                                                          str(self.run_dir))), False)
-            for event in history:
-                viewer.enqueue(protocol.encode(event), False)
-            viewer.enqueue(protocol.encode(protocol.HistoryDone(len(history))), False)
             self._viewers[conn] = viewer
+        # Encoded without the lock: a long history must not hold up the training thread.
+        frames = [protocol.encode(protocol.Hello(protocol.VERSION, os.getpid(),
+                                                 str(self.run_dir)))]
+        frames += [protocol.encode(event) for event in history]
+        frames.append(protocol.encode(protocol.HistoryDone(len(history))))
+        with self._lock:
+            viewer.put_first(frames)
         self._selector.register(conn, selectors.EVENT_READ, "viewer")
 
     def _read(self, conn: socket.socket) -> None:

@@ -173,7 +173,8 @@ class GanTuiApp(App[int]):
             return
         self._signal = signum
         # Signal-safe calls: a flag and a queue put.
-        if signum == getattr(signal, "SIGHUP", None) and self._on_hangup == "detach":
+        hangup = signum == getattr(signal, "SIGHUP", None)
+        if hangup and self._on_hangup == "detach" and not self.view.quitting:
             self.connection.detach()  # the run goes on in the background
         else:
             self.connection.request_stop("interrupt")

@@ -29,6 +29,7 @@ from gan_tui.events import (
     Event,
     Finished,
     HandedOver,
+    Notice,
     Sink,
     StepStats,
     Stop,
@@ -198,9 +199,12 @@ class LocalRun:
 
     def detach(self) -> bool:
         """Save at this step, stop, and start a background process that resumes from
-        the checkpoint (resume is exact), so training goes on without this terminal."""
+        the checkpoint (resume is exact), so training goes on without this terminal.
+        Still loading: the trainer is built, saved at step 0 and handed over all the same."""
         self._handing_over = True  # before the stop: the training thread reads it after
-        return self.request_stop("detach")
+        if not self.request_stop("detach"):
+            return not self._done.is_set()  # loading: the hand-over is on its way
+        return True
 
     def stop_run(self) -> bool:
         return self.request_stop("stop")
@@ -241,10 +245,12 @@ class LocalRun:
         except Exception as exc:  # shown to the user, not swallowed
             self._buffer.put(Error(f"could not start training: {type(exc).__name__}: {exc}"))
             return
-        if self._stopping:
+        if self._stopping and not self._handing_over:
             return  # quit while loading: nothing trained, nothing to save
         self._trainer = trainer
-        if self._stopping:
+        if self._handing_over:
+            trainer.request_stop("detach")  # asked while loading: save step 0, hand over
+        elif self._stopping:
             return  # asked in between: whoever asked either saw the trainer or left already
         if self._freeze_gc:
             freeze_startup_objects()
@@ -340,20 +346,34 @@ class SocketRun:
     # ------------------------------------------------------ the reader thread
 
     def _read(self) -> None:
+        ending: Event | None = None
         try:
             self._client = ControlClient.connect(self.socket_path)
             self._deliver_all(self._client)
-        except GanTuiError as exc:
-            self._buffer.put(Error(str(exc)))
+        except GanTuiError as exc:  # it ended just before we came, or cannot be reached
+            gone = self._why_gone()
+            ending = gone if isinstance(gone, Notice) else Error(str(exc))
         except ProtocolError as exc:
-            self._buffer.put(Error(f"the run sent something this gan-tui cannot read ({exc}); "
-                                   "is it a different version?"))
+            ending = Error(f"the run sent something this gan-tui cannot read ({exc}); is it "
+                           "a different version?")
         finally:
-            if not (self._finished or self._leaving):
-                self._buffer.put(Error("the run's process went away without a word (it may "
-                                       "have crashed: gan-tui runs shows its state)"))
+            if ending is None and not (self._finished or self._leaving):
+                ending = self._why_gone()
+            if ending is not None:
+                self._buffer.put(ending)
             self._done.set()
             self._wake()
+
+    def _why_gone(self) -> Event:
+        """The connection ended without a Finished: a run that ended meanwhile says so in
+        its status; anything else went away without a word."""
+        from gan_tui.serve import registry
+
+        state = registry.live_state(self.run_dir)
+        if state in ("done", "stopped", "diverged"):
+            return Notice(f"The run has ended ({state}); gan-tui runs lists it.")
+        return Error(f"the run's process went away without a word ({state}: gan-tui runs "
+                     "shows it)")
 
     def _deliver_all(self, client: ControlClient) -> None:
         for message in client.messages():

@@ -124,10 +124,10 @@ def _threads(text: str) -> int | str:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules register themselves here."""
-    from gan_tui import attach, evaluate, runs, sample, timelapse
+    from gan_tui import attach, evaluate, runs, sample, timelapse, web
 
     return [sample.register, evaluate.register, runs.register, attach.register,
-            timelapse.register]
+            timelapse.register, web.register]
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widget import AwaitMount
 
 from gan_tui.config import TrainConfig
+from gan_tui.tui import pixels
 from gan_tui.tui.connection import (
     Connection,
     LocalRun,
@@ -89,6 +90,9 @@ class GanTuiApp(App[int]):
         self._on_hangup = on_hangup
         self._signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
+        # The terminal's graphics protocol ("sixel", "kitty") when it has one: the digits
+        # panel then offers real pixels. run_app asks the terminal before Textual starts.
+        self.pixels: str | None = None
 
     def get_default_screen(self) -> Screen:
         # The first screen, not one pushed over a blank one: app.query_one finds its widgets.
@@ -217,6 +221,8 @@ def run_tui(config: TrainConfig, resume: str | None = None, force: bool = False,
 
 def run_app(app: GanTuiApp) -> int:
     """Run a dashboard app as the real process does; print its ending; the exit code."""
+    # Before Textual reads the terminal: afterwards its answer would arrive as key presses.
+    app.pixels = app.pixels or pixels.prepare(pixels.detect())
     # No mouse: every control is a key, and the terminal keeps its own text selection
     # (handy for copying paths over SSH and in tmux).
     try:

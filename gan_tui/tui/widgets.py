@@ -22,11 +22,13 @@ from textual_plotext import PlotextPlot
 
 from gan_tui.events import Quality
 from gan_tui.render import RENDER_MODES, render_grid, to_unit
+from gan_tui.tui import pixels
 from gan_tui.tui.scaling import MIN_PX, best_size, grid_cells, resize
 from gan_tui.tui.state import History, Phase, Progress, RunInfo, ema, format_duration, thin
 from gan_tui.tui.strips import KeptVisual
 
 PlotMode = Literal["loss", "d"]
+PIXELS = "pixels"  # the graphics-protocol renderer, where the terminal has one
 
 
 class HeaderBar(Horizontal):
@@ -331,15 +333,41 @@ class DigitsPanel(Widget):
         self.labels = [str(label) for label in labels] if labels else None
         self.caption = caption
         self._update_titles()
+        self._show_pixels()
         self.refresh()
 
+    @property
+    def pixels(self) -> str | None:
+        """The terminal's graphics protocol, if it has one (the app detected it)."""
+        return getattr(self.app, "pixels", None)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """What `r` cycles through: the text renderers, and real pixels where they show."""
+        return (*RENDER_MODES, PIXELS) if self.pixels else RENDER_MODES
+
     def cycle_mode(self) -> str:
-        modes = list(RENDER_MODES)
-        self.mode = modes[(modes.index(self.mode) + 1) % len(modes)]
+        modes = list(self.modes)
+        at = modes.index(self.mode) if self.mode in modes else -1
+        self.mode = modes[(at + 1) % len(modes)]
         return self.mode
 
     def watch_mode(self) -> None:
         self._update_titles()
+        self._show_pixels()
+
+    def _show_pixels(self) -> None:
+        """In pixels mode a textual-image widget inside the panel draws the grid."""
+        shown = list(self.query("#pixels"))
+        if self.mode != PIXELS or self.images is None or not self.pixels:
+            for widget in shown:
+                widget.remove()
+            return
+        image = pixels.grid_image(self.images)
+        if shown:
+            shown[0].image = image
+        else:
+            self.mount(pixels.widget_class(self.pixels)(image, id="pixels"))
 
     def show_classes(self, histogram: Sequence[int]) -> None:
         """How often the quality classifier saw each digit in the last epoch's samples."""
@@ -364,13 +392,18 @@ class DigitsPanel(Widget):
     def get_content_width(self, container: Size, viewport: Size) -> int:
         height = container.height - self.styles.gutter.height
         captions = self._captions_fit(height)
-        px = best_size(self.mode, container.width, height, captions=captions)
-        return grid_cells(self.mode, px, captions=captions)[0]
+        px = best_size(self._text_mode, container.width, height, captions=captions)
+        return grid_cells(self._text_mode, px, captions=captions)[0]
+
+    @property
+    def _text_mode(self) -> str:
+        """The renderer whose layout the panel takes (pixels: as large as blocks)."""
+        return "blocks" if self.mode == PIXELS else self.mode
 
     def _captions_fit(self, height: int) -> bool:
         """A class under each digit, unless even the smallest captioned grid is too tall
         (blocks at 80 x 24): then the digits keep their rows and the captions go."""
-        return (self.labels is not None
+        return (self.labels is not None and self.mode != PIXELS
                 and grid_cells(self.mode, MIN_PX, captions=True)[1] <= height)
 
     def render(self) -> RenderResult:
@@ -378,6 +411,8 @@ class DigitsPanel(Widget):
         if self.images is None:
             return Text("The fixed-noise digits appear after the first epoch.\n\n"
                         "Press g for fresh ones now.", style="italic", justify="center")
+        if self.mode == PIXELS:
+            return Text()  # the #pixels child draws them
         key = (id(self.images), self.mode, width, height)
         if self._grid_cache is None or self._grid_cache[0] != key:
             captions = self.labels if self._captions_fit(height) else None

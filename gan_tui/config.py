@@ -62,6 +62,9 @@ class TrainConfig:
     # Decay of an exponential moving average of G's weights used for samples, scoring and
     # checkpoints' sample weights; 0 = off (the seed). Training itself never reads it.
     ema: float = 0.0
+    # Under torchrun on CUDA (nccl): BatchNorm statistics over the global batch instead of
+    # each process's share. A launch choice: set by --sync-bn each time, never resumed.
+    sync_bn: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:

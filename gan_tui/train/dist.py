@@ -31,8 +31,10 @@ from gan_tui.train.setup import resolve_device
 # closes its sockets, which fails the others at once, and torchrun stops the job when a
 # worker exits; this bounds the rest (a node that vanishes from the network). Long waits
 # that are not failures (rank 0 saving or scoring at an epoch's end, a pause) stay far
-# below it: paused ranks meet every PAUSE_POLL_S (train/control.py).
+# below it: paused ranks meet every PAUSE_POLL_S (train/control.py). A slow network may
+# need more: $GAN_TUI_COLLECTIVE_TIMEOUT_S.
 COLLECTIVE_TIMEOUT_S = 60.0
+TIMEOUT_ENV = "GAN_TUI_COLLECTIVE_TIMEOUT_S"
 # Ranks > 0 draw their noise from seed + RANK_SEED_STRIDE * rank (+ the step on resume),
 # so no two ranks draw the same fakes; rank 0 keeps the run's own stream.
 RANK_SEED_STRIDE = 1_000_003
@@ -129,7 +131,7 @@ class Dist:
                              "process keeps its own BatchNorm statistics: leave it out")
         import torch.distributed as tdist
 
-        timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S)
+        timeout = datetime.timedelta(seconds=_timeout_s())
         kwargs = {"device_id": device} if backend == "nccl" else {}
         tdist.init_process_group(backend, timeout=timeout, **kwargs)
         made = cls(ranks, device, backend)
@@ -276,3 +278,14 @@ def _rank_device(name: str, ranks: Ranks) -> torch.device:
                           f"{count} CUDA GPU(s): --nproc-per-node must be at most {count}")
     torch.cuda.set_device(ranks.local_rank)
     return torch.device("cuda", ranks.local_rank)
+
+
+def _timeout_s() -> float:
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        value = float(text) if text else COLLECTIVE_TIMEOUT_S
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds above 0, got {text!r}")
+    return value

@@ -23,11 +23,11 @@ from torch import nn
 
 from gan_tui import checkpoint as ckpt
 from gan_tui import events as ev
+from gan_tui.config import TrainConfig
 from gan_tui.serve import protocol, registry
 from gan_tui.serve.client import ControlClient
 from gan_tui.train.dist import Dist, Ranks, ranks_from_env
 from gan_tui.train.step import FiniteBCELoss, GanStep
-from gan_tui.config import TrainConfig
 from tests.conftest import REPO, run_cli, train
 
 SMALL = ("--limit", "256", "--quality-samples", "0", "--device", "cpu", "--seed", "5")

@@ -29,6 +29,7 @@ from gan_tui.serve.client import ControlClient
 from gan_tui.train.dist import Dist, Ranks, ranks_from_env
 from gan_tui.train.step import FiniteBCELoss, GanStep
 from tests.conftest import REPO, run_cli, train
+from tests.test_detach import next_of, wait_for
 
 SMALL = ("--limit", "256", "--quality-samples", "0", "--device", "cpu", "--seed", "5")
 HARNESS = str(REPO / "tests" / "dist_rank.py")
@@ -48,23 +49,6 @@ def torchrun(*args: str) -> list[str]:
 def run(command: list[str], cwd: Path, timeout: float = 120, **extra: str):
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env=env(**extra))
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def next_of(client: ControlClient, kind: type):
-    for message in client.messages():
-        if isinstance(message, kind):
-            return message
-    raise AssertionError(f"connection closed before a {kind.__name__}")
 
 
 def ranks_written(out: Path) -> list[dict]:

@@ -20,16 +20,18 @@ from collections.abc import Callable, Sequence
 
 from benchmarks.common import Log, Row, machine_info, table_lines
 
-BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync", "runs",
-              "viewers", "attach", "attached-keys")
+BENCHMARKS = ("speed", "tui", "responsiveness", "startup", "memory", "sync", "scaling",
+              "runs", "viewers", "attach", "attached-keys")
 
 FULL = {"steps": 120, "repeats": 15, "warmup": 10, "tui_steps": 156, "tui_epochs": 1,
         "tui_repeats": 16,
         "presses": 10, "startup_repeats": 3, "memory_limit": None, "memory_repeats": 1,
+        "scaling_limit": 4096, "scaling_epochs": 3, "scaling_repeats": 3,
         "pairs": 4, "attach_repeats": 5}
 QUICK = {"steps": 12, "repeats": 2, "warmup": 3, "tui_steps": 12, "tui_epochs": 1,
          "tui_repeats": 1,
          "presses": 3, "startup_repeats": 1, "memory_limit": 768, "memory_repeats": 1,
+         "scaling_limit": 512, "scaling_epochs": 2, "scaling_repeats": 1,
          "pairs": 1, "attach_repeats": 1}
 
 
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tui-repeats", type=int,
                         help="alternating pairs of turns (TUI vs headless)")
     parser.add_argument("--presses", type=int, help="rounds of p, p, g (responsiveness)")
+    parser.add_argument("--nproc", type=int, default=2,
+                        help="torchrun ranks for the scaling row (default 2)")
     parser.add_argument("--threads", type=int,
                         help="torch intra-op threads here and in child processes "
                              "(default: PyTorch's choice, one per core)")
@@ -116,6 +120,12 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
 
         return bench_sync(device, size["steps"], log)
 
+    def scaling() -> list[Row]:
+        from benchmarks.scaling import bench_scaling
+
+        return bench_scaling(device, args.nproc, size["scaling_limit"], size["scaling_epochs"],
+                             size["scaling_repeats"], args.threads, log)
+
     def runs() -> Row:
         from benchmarks.detach import bench_concurrent_runs
 
@@ -136,10 +146,10 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
 
         return bench_attached_keys(device, size["presses"], log)
 
-    benches: dict[str, Callable[[], Row | None]] = {
+    benches: dict[str, Callable[[], Row | list[Row] | None]] = {
         "speed": speed, "tui": tui, "responsiveness": responsiveness, "startup": startup,
-        "memory": memory, "sync": sync, "runs": runs, "viewers": viewers, "attach": attach,
-        "attached-keys": attached_keys,
+        "memory": memory, "sync": sync, "scaling": scaling, "runs": runs, "viewers": viewers,
+        "attach": attach, "attached-keys": attached_keys,
     }
     rows: list[Row] = []
     failures: list[str] = []
@@ -153,7 +163,9 @@ def run(argv: Sequence[str] | None = None) -> tuple[list[Row], dict[str, str], l
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             log(f"{name} FAILED:\n{traceback.format_exc()}")
             continue
-        if row is not None:
+        if isinstance(row, list):
+            rows.extend(row)
+        elif row is not None:
             rows.append(row)
     machine["load average at the end"] = machine_info(device)["load average (1/5/15 min)"]
     if args.json:

@@ -7,6 +7,7 @@ else (or --headless) the line-based runner. Known errors print as one line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +37,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line (the usage is one --help away)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        text = f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n"
+        self.exit(EXIT_USAGE, text if _rank_zero() else None)  # every rank says it: print once
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +111,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--detach", action="store_true",
                      help="train in a background process of its own and return at once; "
                      "watch it with gan-tui attach, list runs with gan-tui runs")
+    from gan_tui import launch
+
+    launch.add_arguments(p)
 
 
 def _threads(text: str) -> int | str:
@@ -135,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
     from gan_tui.presets import PRESET_INFO as PRESETS
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    overrides["sync_bn"] = bool(getattr(args, "sync_bn", False))  # a launch choice: never resumed
     if not args.resume:
         preset = PRESETS.get(overrides.get("preset", TrainConfig.preset))
         defaults = preset.defaults if preset else {}  # a preset's tuned knobs, under the flags
@@ -155,24 +161,44 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from gan_tui import launch
+
+    in_torchrun = _in_torchrun()
+    launch.check(args, in_torchrun)
+    if in_torchrun and args.detach:
+        raise UsageError("a torchrun rank cannot --detach; use gan-tui train "
+                         "--nproc-per-node N (detached by default)")
     config, resume = config_from_args(args)
     check_run_dir(config.run_dir or config.runs_root)  # before anything is built or made
     if config.data_dir:  # a folder of images converts once, with a bar, before the run
         from gan_tui.data import load_data_path
 
         load_data_path(Path(config.data_dir), config.split, config.invert,
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty() and _rank_zero())
+    if args.nproc_per_node is not None:
+        return launch.launch(args, config, resume)
     if args.detach:
         from gan_tui.detach import detach
 
         return detach(args, config, resume)
-    if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
+    # A torchrun rank never hosts the TUI: rank 0 serves its socket for `gan-tui attach`.
+    if in_torchrun or args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         from gan_tui.headless import run_headless
 
         return run_headless(config, resume=resume, force=args.force)
     from gan_tui.tui.app import run_tui
 
     return run_tui(config, resume=resume, force=args.force, on_hangup=args.on_hangup)
+
+
+def _in_torchrun() -> bool:
+    """This process is one of several torchrun ranks (WORLD_SIZE > 1; see train/dist.py)."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
+
+def _rank_zero() -> bool:
+    """False on torchrun ranks other than 0: they fail as rank 0 does, silently."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 def _with_default_command(argv: list[str], commands: Sequence[str]) -> list[str]:
@@ -190,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except GanTuiError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+        if _rank_zero():
+            print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

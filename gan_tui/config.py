@@ -69,6 +69,9 @@ class TrainConfig:
     # A folder of images: "auto" inverts dark-on-light drawings (judged by each image's
     # border) to MNIST's light-on-dark; "yes" / "no" for all.
     invert: str = "auto"
+    # Under torchrun on CUDA (nccl): BatchNorm statistics over the global batch instead of
+    # each process's share. A launch choice: set by --sync-bn each time, never resumed.
+    sync_bn: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:

@@ -25,9 +25,17 @@ START_WAIT_S = 60.0  # torch and the data load before the run takes its folder's
 
 
 def spawn_training(run_dir: Path, argv: list[str], resuming: bool) -> int:
-    """Start `gan-tui train --headless ARGV` detached, writing into `run_dir`; its pid once
-    it holds the folder's lock. A run that ends before that is a ConfigError with the
-    end of its train.log (e.g. bad data), never a silent success."""
+    """Start `gan-tui train --headless ARGV` detached, writing into `run_dir`; its pid."""
+    return spawn(run_dir, [sys.executable, "-m", "gan_tui", "train", "--headless", *argv],
+                 resuming=resuming)
+
+
+def spawn(run_dir: Path, command: list[str], env: dict[str, str] | None = None,
+          resuming: bool = False) -> int:
+    """Start `command` (a training process, or torchrun's launcher of several) detached:
+    a new session, stdin closed, output appended to `run_dir`'s train.log; its pid once
+    the run holds the folder's lock. A run that ends before that is a ConfigError with
+    the end of its train.log (e.g. bad data), never a silent success."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if registry.is_alive(run_dir):
         holder = registry.lock_holder(run_dir)
@@ -40,9 +48,8 @@ def spawn_training(run_dir: Path, argv: list[str], resuming: bool) -> int:
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gan_tui", "train", "--headless", *argv],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True)
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True, env=env)
     # Until the run takes its lock and says it started, this is how it is found.
     with contextlib.suppress(OSError):
         registry.write_status(run_dir, {"state": "starting", "pid": process.pid})
@@ -85,6 +92,8 @@ def child_argv(args: argparse.Namespace, run_dir: Path, resume: str | None) -> l
         argv += ["--resume", resume]
     if getattr(args, "force", False):
         argv.append("--force")
+    if getattr(args, "sync_bn", False):
+        argv.append("--sync-bn")
     return argv
 
 
@@ -94,12 +103,17 @@ def detach(args: argparse.Namespace, config: TrainConfig, resume: str | None) ->
 
     run_dir = choose_run_dir(config)
     pid = spawn_training(run_dir, child_argv(args, run_dir, resume), resuming=bool(resume))
+    print(f"Training in the background (pid {pid}): {shown_path(run_dir)}")
+    print_handles(run_dir)
+    return 0
+
+
+def print_handles(run_dir: Path) -> None:
+    """How to watch, read and stop a background run."""
     shown = shown_path(run_dir)
-    print(f"Training in the background (pid {pid}): {shown}")
     print(f"  watch it:  gan-tui attach {shown}")
     print(f"  its log:   {shown_path(run_dir / LOG_FILE)}")
     print(f"  stop it:   gan-tui stop {shown}")
-    return 0
 
 
 def shown_path(path: Path) -> str:

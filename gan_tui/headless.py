@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from gan_tui.metrics import histogram_bars
 from gan_tui.process import freeze_startup_objects
 from gan_tui.serve.hosting import hosted
 from gan_tui.train import Trainer
+from gan_tui.train.dist import ranks_from_env
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -182,20 +183,32 @@ def stop_on_signals(trainer: Trainer) -> Iterator[list[int]]:
 
 def run_headless(config: TrainConfig, resume: str | Path | None = None, force: bool = False,
                  console: Console | None = None) -> int:
-    """Train with line output; return the process exit code."""
+    """Train with line output; return the process exit code.
+
+    Under torchrun only rank 0 prints and serves the control socket and status.json;
+    the other ranks train silently (a signal to any of them still saves and stops all).
+    """
     console = console or Console()
     sink = HeadlessSink(console)
+    zero = ranks_from_env().is_zero
     # on_divergence "stop": nobody is there to resume a paused run
-    trainer = Trainer(config, sink, resume=resume, force=force, on_divergence="stop")
+    trainer = Trainer(config, sink if zero else _silent, resume=resume, force=force,
+                      on_divergence="stop")
     freeze_startup_objects()
-    with stop_on_signals(trainer) as received, hosted(trainer):
+    with stop_on_signals(trainer) as received, hosted(trainer) if zero else nullcontext():
         finished = trainer.run()
+    if not zero:
+        return exit_code(finished, received)
     if sink.console_lost:
         return 128 + received[0] if received else 1
     _print_ending(console, sink, finished)
     for line in ending_lines(finished, config):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     return exit_code(finished, received)
+
+
+def _silent(_event: Event) -> None:
+    """The sink of torchrun ranks other than 0."""
 
 
 def exit_code(finished: Finished, signals: list[int]) -> int:

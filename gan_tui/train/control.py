@@ -3,8 +3,15 @@
 Commands arrive on a thread-safe, signal-safe queue at any time; the loop asks
 `obey_pending()` between two steps and acts on the answer, so nothing ever lands in
 the middle of a step. Save and Sample are carried out through the `Host` (the trainer);
-Pause blocks here until Resume or Stop. In a multi-process run, rank 0 decides and
-broadcasts the decision from here.
+Pause blocks here until Resume or Stop.
+
+Under torchrun every rank must take the same decision at the same step boundary. Each
+boundary is then one control round (`agree`, an all-reduce MAX of one small integer,
+train/dist.py): rank 0 turns its queue (the socket's commands) into a code, any rank
+adds STOP for a signal it got or a divergence it saw, and the largest code wins. Save
+and Sample need nobody else (rank 0 alone writes and draws), so they never take a
+round. Paused ranks meet every PAUSE_POLL_S in the same round, so a pause of any
+length never nears the collectives' timeout.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import collections
 import queue
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from gan_tui.events import (
@@ -28,12 +36,18 @@ from gan_tui.events import (
 
 # While paused, wake up this often to notice signals even if no command comes.
 PAUSE_POLL_S = 0.25
+# A control round's codes, ordered so that the largest wins.
+GO, RESUME, PAUSE, STOP = 0, 1, 2, 3
 
 
 class Host(Protocol):
     """What the controller needs from the loop it steers."""
 
     global_step: int
+
+    @property
+    def diverged(self) -> bool:
+        """True once the losses or weights stopped being numbers (until a resume)."""
 
     def emit(self, event: Event) -> None: ...
 
@@ -54,8 +68,10 @@ class Host(Protocol):
 class Control:
     """The command queue and what each command means between two steps."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, agree: Callable[[int], int] | None = None) -> None:
+        """`agree`: a torchrun control round (code -> the largest over ranks); None alone."""
         self.host = host
+        self._agree = agree
         self.commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._held: collections.deque[Command] = collections.deque()  # see answer_sample_requests
         self.stop_reason = "stop"  # the reason of the Stop that ended training
@@ -67,6 +83,8 @@ class Control:
 
     def obey_pending(self) -> bool:
         """Obey every queued command; False when training should stop."""
+        if self._agree is not None:
+            return self._decide_together()
         while (command := self._next_command()) is not None:
             if not self._obey(command):
                 return False
@@ -109,6 +127,74 @@ class Control:
         finally:
             self.paused_s += time.monotonic() - paused_at
             self.host.pause_ends()
+
+    def go_on_together(self) -> bool:
+        """At an epoch's end, before its record: False on every rank when any rank saw
+        the run diverge (commands wait for the next step boundary, as alone)."""
+        if self._agree is None:
+            return True
+        return self._agree(STOP if self.host.diverged else GO) != STOP
+
+    # ------------------------------------------------------------ under torchrun
+
+    def _decide_together(self) -> bool:
+        """One control round: this rank's queue up to a Pause or Stop -> a code; every
+        rank acts on the largest."""
+        code = GO
+        while code == GO and (command := self._next_command()) is not None:
+            code = self._code_of(command)
+        return self._act_on(self._agree_on(code))
+
+    def _wait_paused_together(self) -> bool:
+        """wait_while_paused, with a round every PAUSE_POLL_S: a Resume or Stop on rank 0
+        (or a signal anywhere) ends the pause on every rank at once."""
+        self.host.pause_begins()
+        self.host.emit(Paused(self.host.global_step))
+        paused_at = time.monotonic()
+        try:
+            while True:
+                code = GO
+                command = self._next_command(timeout=PAUSE_POLL_S)
+                if isinstance(command, Resume):
+                    code = RESUME if self.host.may_resume() else GO
+                elif command is not None and not isinstance(command, Pause):
+                    code = self._code_of(command)
+                agreed = self._agree_on(code)
+                if agreed == STOP:
+                    return False
+                if agreed == RESUME:
+                    self.host.emit(Resumed(self.host.global_step))
+                    return True
+        finally:
+            self.paused_s += time.monotonic() - paused_at
+            self.host.pause_ends()
+
+    def _code_of(self, command: Command) -> int:
+        """Stop and Pause become codes; Save and Sample are carried out here (rank 0's
+        own business); Resume while running means nothing."""
+        if isinstance(command, Stop):
+            self.stop_reason = command.reason
+            return STOP
+        if isinstance(command, Pause):
+            return PAUSE
+        self._obey(command)
+        return GO
+
+    def _agree_on(self, code: int) -> int:
+        assert self._agree is not None
+        if self.host.diverged:
+            code = STOP
+        agreed = self._agree(code)
+        if agreed == STOP and code != STOP:
+            self.stop_reason = "interrupt"  # another rank was signalled
+        return agreed
+
+    def _act_on(self, agreed: int) -> bool:
+        if agreed == STOP:
+            return False
+        if agreed == PAUSE:
+            return self._wait_paused_together()
+        return True
 
     def _next_command(self, timeout: float = 0.0) -> Command | None:
         """The next command (any held back while an epoch ended first), or None if none

@@ -3,7 +3,8 @@ the divergence policy, and fixes the order of an epoch's end.
 
 It knows nothing of any UI: it emits events (gan_tui.events) to a sink and, between
 steps, obeys commands through `Control`. Files go through `RunDir`, checkpoints are
-made and read back by `state`.
+made and read back by `state`. Under torchrun (`Dist`, train/dist.py) every rank runs
+this same loop on its share of each batch; rank 0 alone writes, scores and draws.
 """
 
 from __future__ import annotations
@@ -43,16 +44,11 @@ from gan_tui.process import Presence, ThreadShare
 from gan_tui.serve.registry import runtime_dir
 from gan_tui.train import state as run_state
 from gan_tui.train.control import Control
+from gan_tui.train.dist import Dist
 from gan_tui.train.rundir import RunDir, choose_run_dir
 from gan_tui.train.sampling import generate_tensor, label_tuple, requested_inputs, to_images
 from gan_tui.train.scoring import QualityScorer
-from gan_tui.train.setup import (
-    fresh_seed,
-    make_adam,
-    resolve_device,
-    seed_everything,
-    steps_per_epoch,
-)
+from gan_tui.train.setup import fresh_seed, make_adam, seed_everything, steps_per_epoch
 from gan_tui.train.step import FiniteBCELoss, GanStep, ema_decay, make_ema
 
 MAX_SAMPLES = 256  # digits one Sample command may ask for (a screen shows 16)
@@ -77,19 +73,24 @@ class Trainer:
         config = dataclasses.replace(config.validate(), extra=dict(config.extra))
         self.sink = sink
         self.on_divergence = on_divergence
-        self.control = Control(self)
-        self.device = resolve_device(config.device)
+        # Under torchrun: this rank's device and the process group; else one process.
+        self.dist = Dist.setup(config.device, config.batch_size, config.sync_bn)
+        if self.dist.distributed and on_divergence != "stop":
+            raise ValueError("a torchrun rank has nobody to resume it: on_divergence='stop'")
+        self.control = Control(self, self.dist.agree if self.dist.distributed else None)
+        self.device = self.dist.device
         state = None
         if resume is not None:
             state, config = run_state.read_resume(resume, config, force)
         if config.seed is None:
-            config = dataclasses.replace(config, seed=fresh_seed())
+            config = dataclasses.replace(config, seed=self.dist.same_on_all(fresh_seed()))
         self.config = config
         seed_everything(config.seed)
 
         self._load_data()
         self._build_models()
         self.scorer = QualityScorer(config, self.device, self.conditional, self.emit, self._log)
+        self.scorer.on = self.scorer.on and self.dist.is_zero
 
         # Separate generators: showing samples must not change the training trajectory.
         noise_rng = torch.Generator().manual_seed(config.seed + 1)
@@ -108,8 +109,10 @@ class Trainer:
         self._diverged: Diverged | None = None
         if state is not None:
             run_state.load_trainer_state(self, state, str(self._resumed_from))
+        self.dist.broadcast_state(self.generator, self.discriminator)
+        self.dist.seed_noise(config.seed, self.global_step)
 
-        self.files = RunDir(choose_run_dir(config), self.emit)
+        self.files = RunDir(choose_run_dir(config), self.emit, writer=self.dist.is_zero)
         if state is not None:
             self.files.last_good = (Path(str(self._resumed_from)).absolute(), self.global_step)
         self.files.open(config, resumed_at=None if state is None else self.global_step)
@@ -123,12 +126,14 @@ class Trainer:
         self.dataset_name = digits.source
         self.data = to_tensor(digits.images, self.device)
         self.labels = torch.from_numpy(digits.labels).to(self.device)
-        self.steps_per_epoch = steps_per_epoch(len(self.data), config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(len(self.data), config.batch_size,
+                                               self.dist.ranks.world_size)
 
     def _build_models(self) -> None:
         config = self.config
-        self.generator, self.discriminator = (m.to(self.device) for m in
-                                              build_models(config.preset, config.latent_dim))
+        self.generator, self.discriminator = self.dist.prepare_models(
+            *(m.to(self.device) for m in build_models(config.preset, config.latent_dim)),
+            sync_bn=config.sync_bn)
         self.criterion = FiniteBCELoss()
         betas = (config.beta1, config.beta2)
         self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
@@ -138,7 +143,7 @@ class Trainer:
         self.generator_ema = make_ema(self.generator) if config.ema > 0 else None
         self.gan_step = GanStep(self.generator, self.discriminator, self.opt_g, self.opt_d,
                                 self.criterion, config.latent_dim, self.device,
-                                self.generator_ema)
+                                self.generator_ema, self.dist.gradient_sync())
 
     # ------------------------------------------------------------ the run folder
 
@@ -177,7 +182,8 @@ class Trainer:
                     return self._finish("stopped")
             return self._finish("completed")
         except Exception as exc:
-            self._save_after_crash()
+            if not self.dist.distributed:  # a rank's state mid-collective is no checkpoint
+                self._save_after_crash()
             self.emit(Error(f"training failed: {type(exc).__name__}: {exc}", fatal=True))
             raise
         finally:
@@ -196,15 +202,16 @@ class Trainer:
         self.threads.poll(time.monotonic())
         self.emit(Notice(f"Using {self.threads.describe()}"))
 
-    def step(self, real: Tensor, labels: Tensor | None = None) -> None:
-        """One GAN step on a batch (see GanStep); its statistics stay on the device."""
+    def step(self, real: Tensor, labels: Tensor | None = None, images: int | None = None) -> None:
+        """One GAN step on a batch (see GanStep); its statistics stay on the device.
+        `images`: the global batch's size under torchrun (speeds count every rank's)."""
         decay = ema_decay(self.config.ema, self.global_step)
-        self.stats.add(self.gan_step(real, labels, decay), real.size(0))
+        self.stats.add(self.gan_step(real, labels, decay), images or real.size(0))
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False when a Stop arrived."""
         if self.permutation is None:
-            self.permutation = torch.randperm(len(self.data), device=self.device)
+            self.permutation = self.dist.permutation(len(self.data))
             self.stats.reset(EPOCH)
             self.epoch_seconds = 0.0
         self._reset_window()
@@ -213,8 +220,10 @@ class Trainer:
             if not self.control.obey_pending():
                 return False
             step_began = time.monotonic()
-            indices = self.permutation[self.batch * size:(self.batch + 1) * size]
-            self.step(self.data[indices], self.labels[indices] if self.conditional else None)
+            batch = self.permutation[self.batch * size:(self.batch + 1) * size]
+            indices = self.dist.shard(batch)  # all of it, alone
+            self.step(self.data[indices], self.labels[indices] if self.conditional else None,
+                      len(batch))
             self.batch += 1
             self.global_step += 1
             now = time.monotonic()
@@ -270,7 +279,9 @@ class Trainer:
         """
         means = self.stats.means(EPOCH)
         bad = _nonfinite(means) or self._weights_problem()
-        if bad and not self._diverge(bad):
+        if bad and self._diverged is None and not self._diverge(bad):
+            return False
+        if not self.control.go_on_together():  # torchrun: any rank's divergence stops all
             return False
         seconds = self.epoch_seconds
         img_per_s = self.stats.images[EPOCH] / max(seconds, 1e-9)
@@ -281,10 +292,11 @@ class Trainer:
         self.emit(EpochEnd(epoch=self.epoch, epochs=self.config.epochs,
                            global_step=self.global_step, img_per_s=img_per_s, seconds=seconds,
                            **means))
-        images = self.generate(self.fixed_noise, self.fixed_labels)
-        self.files.save_sample_grid(images, self.epoch + 1)
-        self.emit(Samples(self.epoch, self.global_step, images, fixed=True,
-                          labels=label_tuple(self.fixed_labels)))
+        if self.dist.is_zero:  # nobody sees the other ranks' digits
+            images = self.generate(self.fixed_noise, self.fixed_labels)
+            self.files.save_sample_grid(images, self.epoch + 1)
+            self.emit(Samples(self.epoch, self.global_step, images, fixed=True,
+                              labels=label_tuple(self.fixed_labels)))
         # The epoch's end takes ~0.1 s (scores, the save): answer sample requests in between.
         self.control.answer_sample_requests()
         if self.scorer.on:
@@ -309,6 +321,8 @@ class Trainer:
             self.save(self.control.stop_reason)
         elif self.files.last_good is None or self.files.last_good[1] != self.global_step:
             self.save("final")  # the final epoch's save failed: one more try
+        self.dist.barrier()  # the other ranks wait for rank 0's last save before they exit
+        self.dist.close()
         last = self.files.last_good
         finished = Finished(reason=reason, epoch=self.epoch, global_step=self.global_step,
                             checkpoint=str(last[0]) if last else None, run_dir=str(self.run_dir),
@@ -326,6 +340,8 @@ class Trainer:
         """Report the divergence and save nothing, then stop or pause as
         on_divergence says. True when the user resumed training."""
         self._report_divergence(what)
+        if self.dist.distributed:
+            return True  # the next control round stops every rank (train/control.py)
         if self.on_divergence == "pause":
             return self.control.wait_while_paused()
         return False
@@ -364,6 +380,10 @@ class Trainer:
         return f"the {' and '.join(names)} weights are not finite" if names else ""
 
     # ------------------------------------------------- what Control asks of us
+
+    @property
+    def diverged(self) -> bool:
+        return self._diverged is not None
 
     def save_on_request(self, reason: str) -> None:
         path = self.save(reason)
@@ -428,7 +448,7 @@ class Trainer:
     def _started_event(self) -> Started:
         return Started(
             run_dir=str(self.run_dir), run_name=self.run_dir.name, preset=self.config.preset,
-            device=str(self.device), dataset=self.dataset_name, num_images=len(self.data),
+            device=self.dist.describe(), dataset=self.dataset_name, num_images=len(self.data),
             steps_per_epoch=self.steps_per_epoch, epochs=self.config.epochs,
             start_epoch=self.epoch, global_step=self.global_step,
             resumed_from=self._resumed_from, config=self.config.to_dict(),

@@ -7,9 +7,10 @@
     <run>/checkpoints/last.pt       the newest good state (atomic replace)
     <run>/checkpoints/epoch_NNNN.pt, step_NNNNNNN.pt   kept copies
 
-This is the one place for what must hold for the whole folder: a multi-process run
-writes from rank 0 only (gate the methods below), and `open` takes the run lock (one
-trainer per folder, see gan_tui.serve.registry). A failed write is reported to the sink,
+This is the one place for what must hold for the whole folder: under torchrun only
+rank 0 writes (the others get `writer=False`: every method below is then a no-op that
+reports rank 0's paths, so their loops read the same), and `open` takes the run lock
+(one trainer per folder, see gan_tui.serve.registry). A failed write is reported to the sink,
 never fatal: training goes on and the next write tries again.
 """
 
@@ -53,8 +54,9 @@ def choose_run_dir(config: TrainConfig) -> Path:
 class RunDir:
     """One run's folder and the files in it; see the module docstring."""
 
-    def __init__(self, path: Path, report: Sink) -> None:
+    def __init__(self, path: Path, report: Sink, writer: bool = True) -> None:
         self.path = path
+        self.writer = writer  # False on torchrun ranks other than 0
         self.checkpoints = path / "checkpoints"
         self.samples = path / "samples"
         self.last = self.checkpoints / "last.pt"
@@ -68,11 +70,14 @@ class RunDir:
         """Take the folder's lock, create the folders, write config.json, open
         metrics.jsonl, and remove the temp files a killed run left; a folder that cannot
         be used (another run's, or a finished run's when not resuming) is a ConfigError.
+        Not the writer: nothing (rank 0 checks and takes the folder).
 
         The lock comes first: then no live writer's temp file can be mistaken for stale.
         `resumed_at`: the checkpoint's step when resuming; the log's records past it (a
         run killed after its last save wrote them) are dropped, so it reads as one run.
         """
+        if not self.writer:
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -99,12 +104,15 @@ class RunDir:
     def close(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
-        self._lock.release()
+        if self.writer:
+            self._lock.release()
 
     # ------------------------------------------------------------ metrics
 
     def log(self, record: dict[str, Any]) -> None:
         """A metrics.jsonl line; a failed write is reported once, training goes on."""
+        if not self.writer:
+            return
         assert self._metrics is not None, "open() the run folder first"
         error = self._metrics.write(record)
         if error is not None and not self._log_failing:
@@ -116,6 +124,8 @@ class RunDir:
 
     def save_sample_grid(self, images: np.ndarray, epoch_number: int) -> None:
         """samples/epoch_NNNN.png: the seed's 4 x 4 grid of `images` in [-1, 1]."""
+        if not self.writer:
+            return
         from torchvision.utils import save_image
 
         path = self.samples / f"epoch_{epoch_number:04d}.png"
@@ -134,7 +144,11 @@ class RunDir:
 
     def save_checkpoint(self, state: dict[str, Any], epoch: int, global_step: int,
                         reason: str) -> Path | None:
-        """Atomically replace checkpoints/last.pt; report a failure, return None then."""
+        """Atomically replace checkpoints/last.pt; report a failure, return None then.
+        Not the writer: rank 0 saves this same state; its path, as if saved here."""
+        if not self.writer:
+            self.last_good = (self.last, global_step)
+            return self.last
         try:
             ckpt.save_atomic(state, self.last)
         except OSError as exc:
@@ -152,6 +166,8 @@ class RunDir:
 
         A hard link costs no space or time, and later replaces of last.pt leave it intact.
         """
+        if not self.writer:
+            return
         target = self.checkpoints / name
         try:
             target.unlink(missing_ok=True)

@@ -1,5 +1,5 @@
 """Process-wide set-up a run does once: the device, the optimiser, the epoch's length,
-the seed. A later multi-process version sets each rank's device here."""
+the seed (each torchrun rank's device and process group: train/dist.py)."""
 
 from __future__ import annotations
 
@@ -41,11 +41,12 @@ def make_adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim
     return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-def steps_per_epoch(num_images: int, batch_size: int) -> int:
-    """Full batches plus the seed's partial last batch, unless it would hold a single
-    image (BatchNorm cannot normalise one sample in training mode)."""
+def steps_per_epoch(num_images: int, batch_size: int, processes: int = 1) -> int:
+    """Full batches plus the seed's partial last batch, unless it would give a process a
+    single image (BatchNorm cannot normalise one sample in training mode): under torchrun
+    each of `processes` ranks takes its share of every (global) batch."""
     full, rest = divmod(num_images, batch_size)
-    return full + (1 if rest >= 2 else 0)
+    return full + (1 if rest >= 2 * processes else 0)
 
 
 def fresh_seed() -> int:

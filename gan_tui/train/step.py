@@ -9,11 +9,16 @@ faithfulness tests depend on both.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from gan_tui.models import NUM_CLASSES
+
+# Called with a network's parameters between its backward and its optimizer step: under
+# torchrun it averages their gradients over the ranks (train/dist.py); None alone.
+GradientSync = Callable[[list[Tensor]], None]
 
 
 class FiniteBCELoss(nn.BCELoss):
@@ -41,6 +46,9 @@ class GanStep:
     """One optimisation step of a generator/discriminator pair, exactly as the seed.
 
     D on (real, G(z).detach()), then G through D(G(z)), then the EMA of G if there is one.
+    Under torchrun `sync_gradients` averages each network's gradients over the ranks
+    before its optimizer step, so every rank takes the same step (G and D apart: never
+    one wrapper over both).
     Conditional presets get `labels` for the real batch; their fakes get random labels,
     drawn after the noise (unconditional presets draw nothing extra).
     """
@@ -48,25 +56,24 @@ class GanStep:
     def __init__(self, generator: nn.Module, discriminator: nn.Module,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                  criterion: nn.Module, latent_dim: int, device: torch.device,
-                 generator_ema: nn.Module | None = None) -> None:
+                 generator_ema: nn.Module | None = None,
+                 sync_gradients: GradientSync | None = None) -> None:
         self.generator, self.discriminator = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
         self.criterion = criterion
         self.latent_dim = latent_dim
         self.device = device
         self.generator_ema = generator_ema
+        self.sync_gradients = sync_gradients
         # Fixed for the run: the loop need not look them up each step.
         self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self._g_params = [p for p in generator.parameters() if p.requires_grad]
 
     def __call__(self, real: Tensor, labels: Tensor | None = None,
                  ema_decay: float = 0.0) -> Tensor:
         """Train on one batch; return [g_loss, d_loss, D(real) mean, D(fake) mean] on the
         device (reading it is the caller's choice of when to sync)."""
-        size = real.size(0)
-        noise = torch.randn(size, self.latent_dim, device=self.device)
-        fake_labels = None
-        if labels is not None:
-            fake_labels = torch.randint(0, NUM_CLASSES, (size,), device=self.device)
+        noise, fake_labels = self.draw_inputs(real.size(0), labels is not None)
         fake = call(self.generator, noise, fake_labels)
 
         fake_score = call(self.discriminator, fake.detach(), fake_labels)
@@ -76,18 +83,29 @@ class GanStep:
         d_loss = d_fake_loss + d_real_loss
         self.opt_d.zero_grad()
         d_loss.backward()
+        if self.sync_gradients is not None:
+            self.sync_gradients(self._d_params)
         self.opt_d.step()
 
         fake_g_score = self._score_with_d_frozen(fake, fake_labels)
         g_loss = self.criterion(fake_g_score, torch.ones_like(fake_g_score))
         self.opt_g.zero_grad()
         g_loss.backward()
+        if self.sync_gradients is not None:
+            self.sync_gradients(self._g_params)
         self.opt_g.step()
         if self.generator_ema is not None:
             update_ema(self.generator_ema, self.generator, ema_decay)
 
         with torch.no_grad():
             return torch.stack([g_loss, d_loss, real_score.mean(), fake_score.mean()])
+
+    def draw_inputs(self, size: int, conditional: bool) -> tuple[Tensor, Tensor | None]:
+        """G's noise for `size` fakes, then (conditional presets) their random labels."""
+        noise = torch.randn(size, self.latent_dim, device=self.device)
+        if not conditional:
+            return noise, None
+        return noise, torch.randint(0, NUM_CLASSES, (size,), device=self.device)
 
     def _score_with_d_frozen(self, fake: Tensor, fake_labels: Tensor | None) -> Tensor:
         """D(G(z)) for G's loss.

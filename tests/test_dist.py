@@ -102,7 +102,7 @@ def test_two_ranks_train_two_epochs_as_replicas_and_only_rank_0_writes(tmp_path)
     # one writer: each epoch recorded once, one grid per epoch, rank 0's lock and status
     assert [r["epoch"] for r in epoch_records(run_dir)] == [1, 2]
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "epoch_0001.png", "epoch_0002.png"]
+        "epoch_0001.png", "epoch_0002.png", "timeline.bin"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
     assert registry.read_status(run_dir)["state"] == "done"
     assert ckpt.load_checkpoint(run_dir / "checkpoints" / "last.pt")["global_step"] == 8

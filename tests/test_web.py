@@ -129,6 +129,8 @@ def get(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except OSError:  # not listening yet: the URL is printed just before the port opens
+        return 0
 
 
 @pytest.fixture

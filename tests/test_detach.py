@@ -174,9 +174,10 @@ def test_attach_shows_history_then_live_and_p_pauses_the_run(tmp_path, detached)
     wait_for(lambda: status(detached).get("epoch", 0) >= 2, "two epochs of history")
     viewer = attach(tmp_path, detached)
     try:
+        # One frame is drawn top to bottom: the header (name, badge), then the log.
         viewer.expect("bg")  # the header names the run
-        viewer.expect(r"Epoch: \[\d+/100000\]")  # the history's log lines
         viewer.expect("TRAINING")
+        viewer.expect(r"Epoch: \[\d+/100000\]")  # the history's log lines
         viewer.send("p")
         viewer.expect("PAUSED")
         wait_for(lambda: status(detached).get("state") == "paused", "the run to pause")

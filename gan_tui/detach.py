@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import ConfigError
+from gan_tui.paths import display_path
 from gan_tui.serve import registry
 from gan_tui.serve.hosting import LOG_FILE
 
@@ -103,26 +104,17 @@ def detach(args: argparse.Namespace, config: TrainConfig, resume: str | None) ->
 
     run_dir = choose_run_dir(config)
     pid = spawn_training(run_dir, child_argv(args, run_dir, resume), resuming=bool(resume))
-    print(f"Training in the background (pid {pid}): {shown_path(run_dir)}")
+    print(f"Training in the background (pid {pid}): {display_path(run_dir)}")
     print_handles(run_dir)
     return 0
 
 
 def print_handles(run_dir: Path) -> None:
     """How to watch, read and stop a background run."""
-    shown = shown_path(run_dir)
+    shown = display_path(run_dir)
     print(f"  watch it:  gan-tui attach {shown}")
-    print(f"  its log:   {shown_path(run_dir / LOG_FILE)}")
+    print(f"  its log:   {display_path(run_dir / LOG_FILE)}")
     print(f"  stop it:   gan-tui stop {shown}")
-
-
-def shown_path(path: Path) -> str:
-    """Relative to the working directory when inside it (as typed), else absolute."""
-    path = path.absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def hand_over(run_dir: Path, checkpoint: Path) -> int:

@@ -104,7 +104,8 @@ def launcher_env(nproc: int) -> dict[str, str]:
 def launch(args: argparse.Namespace, config: TrainConfig, resume: str | None) -> int:
     """Start the ranks; detached (say how to attach, return 0) or, --headless, in the
     foreground (return the launcher's exit code)."""
-    from gan_tui.detach import print_handles, shown_path, spawn
+    from gan_tui.detach import print_handles, spawn
+    from gan_tui.paths import display_path
     from gan_tui.train.rundir import choose_run_dir
 
     _check_devices(config.device, args.nproc_per_node)
@@ -115,7 +116,7 @@ def launch(args: argparse.Namespace, config: TrainConfig, resume: str | None) ->
         return _foreground(command, env)
     pid = spawn(run_dir, command, env, resuming=bool(resume))
     print(f"Training with {args.nproc_per_node} processes in the background (torch's "
-          f"launcher, pid {pid}): {shown_path(run_dir)}")
+          f"launcher, pid {pid}): {display_path(run_dir)}")
     print_handles(run_dir)
     return 0
 

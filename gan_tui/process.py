@@ -95,31 +95,19 @@ class Presence:
 
     def count(self) -> int:
         """Live training runs of this user on this machine (this one included)."""
+        from gan_tui.serve.registry import flock_held
+
         live = 0
         for path in self.folder.iterdir() if self.folder.is_dir() else ():
             if path == self._path:
                 live += 1
                 continue
-            if _held(path):
+            if flock_held(path):
                 live += 1
             else:  # its process died: tidy up
                 with contextlib.suppress(OSError):
                     path.unlink()
         return max(live, 1)
-
-
-def _held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def fair_share(cores: int, runs: int, ranks_here: int = 1) -> int:

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gan_tui.errors import GanTuiError
+from gan_tui.paths import display_path
 from gan_tui.serve import registry
 
 DEFAULT_ROOT = "runs"
@@ -199,7 +200,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def resume_hint(run_dir: Path) -> str:
     last = run_dir / "checkpoints" / "last.pt"
     if last.is_file():
-        return f"resume it with: gan-tui train --resume {_shown(run_dir)}"
+        return f"resume it with: gan-tui train --resume {display_path(run_dir)}"
     return "it has no checkpoint to resume"
 
 
@@ -208,7 +209,7 @@ def require_running(run_dir: Path) -> dict[str, Any]:
     status = registry.read_status(run_dir)
     if not registry.is_alive(run_dir, status):
         state = registry.live_state(run_dir, status)
-        raise NotRunningError(f"{_shown(run_dir)} is not running ({state}); "
+        raise NotRunningError(f"{display_path(run_dir)} is not running ({state}); "
                               f"{resume_hint(run_dir)}")
     return status
 
@@ -238,29 +239,20 @@ def stop_run(run_dir: Path, wait_s: float = STOP_WAIT_S) -> str:
     while registry.is_locked(run_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     if registry.is_locked(run_dir):
-        raise NotRunningError(f"{_shown(run_dir)} did not stop within {wait_s:.0f} s")
-    return ending or f"Stopped {_shown(run_dir)}; {resume_hint(run_dir)}"
+        raise NotRunningError(f"{display_path(run_dir)} did not stop within {wait_s:.0f} s")
+    return ending or f"Stopped {display_path(run_dir)}; {resume_hint(run_dir)}"
 
 
 def _ending(finished: Any) -> str:
-    where = f"; saved {_shown(Path(finished.checkpoint))}" if finished.checkpoint else ""
+    where = f"; saved {display_path(Path(finished.checkpoint))}" if finished.checkpoint else ""
     return f"Stopped at epoch {finished.epoch}, step {finished.global_step:,}{where}"
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, Path(args.runs_root))
     print(stop_run(run_dir))
-    print(f"Resume with: gan-tui train --resume {_shown(run_dir)}")
+    print(f"Resume with: gan-tui train --resume {display_path(run_dir)}")
     return 0
-
-
-def _shown(path: Path) -> str:
-    """Relative to the working directory when inside it (as typed), else absolute."""
-    path = path.absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -104,8 +104,13 @@ class RunLock:
 
 def is_locked(run_dir: Path) -> bool:
     """True while a live process holds the run folder's lock."""
+    return flock_held(run_dir / LOCK_FILE)
+
+
+def flock_held(path: Path) -> bool:
+    """True while some process holds an exclusive flock on `path` (False if it is gone)."""
     try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:

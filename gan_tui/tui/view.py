@@ -35,6 +35,7 @@ from gan_tui.events import (
     Started,
     StepStats,
 )
+from gan_tui.paths import display_path
 from gan_tui.tui.state import History, Phase, Progress, RunInfo
 
 Severity = Literal["information", "warning", "error"]
@@ -357,12 +358,3 @@ def samples_caption(event: Samples) -> str:
     if event.labels and len(set(event.labels)) == 1:  # a digit key on a conditional preset
         return f"digit {event.labels[0]} · step {event.global_step:,}"
     return f"fresh · step {event.global_step:,}"
-
-
-def display_path(path: Path) -> str:
-    """Relative to the working directory when inside it (as typed), else absolute."""
-    path = path.absolute()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -34,8 +34,8 @@ from rich.table import Table
 from gan_tui.checkpoint import load_generator
 from gan_tui.config import TrainConfig
 from gan_tui.events import Event, Finished, StepStats
-from gan_tui.metrics import score_digits
 from gan_tui.models import PRESETS, cycle_labels
+from gan_tui.quality import score_digits
 from gan_tui.sample import generate
 from gan_tui.train import Trainer
 

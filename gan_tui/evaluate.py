@@ -23,7 +23,7 @@ from gan_tui.presets import is_conditional
 from gan_tui.sample import SEED_LIMIT, int_at_least, parse_seed
 
 if TYPE_CHECKING:  # torch loads only when the command runs: `gan-tui --help` stays quick
-    from gan_tui.metrics import QualityScores
+    from gan_tui.quality import QualityScores
 
 DEFAULT_COUNT = 10_000
 
@@ -55,8 +55,8 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from gan_tui.checkpoint import find_checkpoint, load_generator
-    from gan_tui.metrics import score_digits
     from gan_tui.models import cycle_labels
+    from gan_tui.quality import real_scores, score_digits
     from gan_tui.sample import generate
     from gan_tui.train import resolve_device
 
@@ -71,28 +71,32 @@ def run_eval(args: argparse.Namespace) -> int:
     if not np.isfinite(images).all():
         raise EvalError(f"{path}: the generator produces NaN or infinite pixels")
     scores = score_digits(torch.from_numpy(images), device)
-    print_scores(Console(highlight=False), scores, path, config.preset, seed,
-                 time.monotonic() - began)
+    print_scores(Console(highlight=False), scores, real_scores(str(device)), path,
+                 config.preset, seed, time.monotonic() - began)
     return 0
 
 
-def print_scores(console: Console, scores: QualityScores, path: Path, preset: str, seed: int,
-                 seconds: float) -> None:
+def print_scores(console: Console, scores: QualityScores, real: QualityScores, path: Path,
+                 preset: str, seed: int, seconds: float) -> None:
+    """The scores beside real digits' own: the FID real digits get at the same count (the
+    floor), and the IS, coverage and confidence of the 10,000 real test digits."""
     console.print(f"{path}: {preset} preset, {scores.count:,} digits, seed {seed}",
                   soft_wrap=True)
     table = Table()
     table.add_column("score")
     table.add_column("value", justify="right")
+    table.add_column("real digits", justify="right")
     table.add_column("meaning")
-    table.add_row("digit FID", f"{scores.fid:.2f}", "distance to real digits' features (lower "
-                  "is better; real digits ~0)")
-    table.add_row("classifier score", f"{scores.score:.2f}", "IS analogue, 1..10 (higher is "
-                  "better)")
-    table.add_row("class coverage", f"{scores.coverage:.3f}", "class entropy / log 10 (1 = all "
-                  "digits equally often)")
-    table.add_row("mean confidence", f"{scores.confidence:.3f}", "top-class probability")
+    table.add_row("digit FID", f"{scores.fid:.2f}", f"{scores.floor:.2f}",
+                  "distance to real digits' features (lower is better)")
+    table.add_row("classifier score", f"{scores.score:.2f}", f"{real.score:.2f}",
+                  "IS analogue, 1..10 (higher is better)")
+    table.add_row("class coverage", f"{scores.coverage:.3f}", f"{real.coverage:.3f}",
+                  "class entropy / log 10 (1 = all digits equally often)")
+    table.add_row("mean confidence", f"{scores.confidence:.3f}", f"{real.confidence:.3f}",
+                  "top-class probability")
     console.print(table)
-    from gan_tui.metrics import histogram_bars
+    from gan_tui.quality import histogram_bars
 
     console.print("predicted classes:\n" + "\n".join(histogram_bars(scores.histogram)))
     console.print(f"scored in {seconds:.1f}s")

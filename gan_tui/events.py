@@ -92,17 +92,24 @@ class Quality:
 
     epoch: int  # 0-based, as EpochEnd
     global_step: int
-    fid: float  # digit FID to the real digits: lower is better (real data scores ~0)
+    fid: float  # digit FID to real digits: lower is better (see `floor`)
     score: float  # classifier score (IS analogue), 1..10: higher is better
     coverage: float  # predicted-class entropy / log 10, 0..1: 1 = every digit equally often
     confidence: float  # mean top-class probability, 0..1
     histogram: tuple[int, ...]  # predicted-class counts for digits 0..9
     samples: int  # digits scored
     seconds: float  # time the scoring took
+    # The FID real digits get at the same count (gan_tui.quality): what `fid` can reach.
+    floor: float = 0.0  # 0: not known (a run scored before gan-tui reported it)
 
     def line(self) -> str:
-        return (f"quality: FID {self.fid:.2f} | IS {self.score:.2f} | "
+        return (f"quality: FID {self.fid:.2f}{floor_note(self.floor)} | IS {self.score:.2f} | "
                 f"coverage {self.coverage:.3f} | conf {self.confidence:.3f}")
+
+
+def floor_note(floor: float) -> str:
+    """' (real vs real 3.21)', or nothing where the floor is not known."""
+    return f" (real vs real {floor:.2f})" if floor > 0 else ""
 
 
 @dataclass(frozen=True)

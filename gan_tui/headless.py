@@ -38,8 +38,8 @@ from gan_tui.events import (
     Started,
     StepStats,
 )
-from gan_tui.metrics import histogram_bars
 from gan_tui.process import freeze_startup_objects
+from gan_tui.quality import histogram_bars
 from gan_tui.serve.hosting import hosted
 from gan_tui.train import Trainer
 from gan_tui.train.dist import ranks_from_env

@@ -1,22 +1,16 @@
-"""Running training statistics and the metrics.jsonl log."""
+"""Running training statistics and the metrics.jsonl log (sample quality: gan_tui.quality)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
-
-from gan_tui.process import one_blas_thread
 
 STAT_NAMES = ("g_loss", "d_loss", "d_real", "d_fake")
 # Rows of RunningStats: the live-event window, the metrics.jsonl step window, the epoch.
@@ -146,98 +140,3 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl file (for tools and tests)."""
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
-
-
-# ------------------------------------------------------------- sample quality
-# Scores for a batch of generated digits, measured with the shipped MNIST classifier
-# (gan_tui.classifier): its penultimate features for a Frechet distance to the real
-# digits ("digit FID"), its softmax for an Inception-Score analogue, class coverage
-# and confidence.
-
-
-@dataclass(frozen=True)
-class QualityScores:
-    fid: float  # Frechet distance to the real digits' features: lower is better
-    score: float  # exp(E[KL(p(y|x) || p(y))]): 1 (useless) .. 10 (sharp and balanced)
-    coverage: float  # entropy of the predicted-class histogram / log 10: 1 = all classes even
-    confidence: float  # mean top-class probability
-    histogram: tuple[int, ...]  # predicted-class counts, 0..9
-    count: int
-
-    def line(self) -> str:
-        return (f"quality: FID {self.fid:.2f} | IS {self.score:.2f} | "
-                f"coverage {self.coverage:.3f} | conf {self.confidence:.3f}")
-
-
-@one_blas_thread
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
-                     sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), without scipy.
-
-    tr((S1 S2)^1/2) equals tr((A S2 A)^1/2) with A = S1^1/2, and A S2 A is symmetric
-    positive semi-definite, so two symmetric eigendecompositions give it stably.
-    """
-    w, v = np.linalg.eigh(sigma1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    middle = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
-    trace_root = np.sqrt(np.clip(middle, 0, None)).sum()
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_root
-    return float(max(value, 0.0))
-
-
-def class_scores(probs: Tensor) -> tuple[float, float, float, tuple[int, ...]]:
-    """(classifier score, coverage, mean confidence, histogram) from N x 10 probabilities."""
-    probs = probs.double().clamp_min(1e-12)
-    marginal = probs.mean(0, keepdim=True)
-    kl = (probs * (probs.log() - marginal.log())).sum(1)
-    counts = torch.bincount(probs.argmax(1), minlength=probs.size(1))
-    share = counts.double() / counts.sum()
-    entropy = -(share[share > 0] * share[share > 0].log()).sum()
-    coverage = float(entropy / math.log(probs.size(1))) + 0.0  # + 0.0: never print -0.000
-    return (float(kl.mean().exp()), coverage, float(probs.max(1).values.mean()),
-            tuple(int(c) for c in counts))
-
-
-def prepare_scoring(device: str | torch.device = "cpu") -> None:
-    """Load the classifier and the real digits' feature statistics now (both cached), so
-    the first scoring does not pause whoever calls it."""
-    from gan_tui.classifier import real_feature_stats
-
-    real_feature_stats(str(torch.device(device)))
-
-
-def score_digits(images: Tensor | np.ndarray, device: str | torch.device | None = None
-                 ) -> QualityScores:
-    """All quality scores for N generated digits in [-1, 1] (N x 28 x 28 or N x 1 x 28 x 28).
-
-    Needs at least two digits (a covariance); a few thousand give stable FIDs.
-    """
-    from gan_tui.classifier import classify, feature_stats, real_feature_stats
-
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if len(images) < 2:
-        raise ValueError("scoring needs at least 2 digits")
-    # A diverging generator's NaN pixels still get (bad) finite scores, not a crash.
-    images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=-1.0)
-    device = torch.device(device) if device is not None else images.device
-    feats, probs = classify(images, device)
-    mu, sigma = feature_stats(feats)
-    real_mu, real_sigma = real_feature_stats(str(device))
-    score, coverage, confidence, histogram = class_scores(probs)
-    return QualityScores(fid=frechet_distance(mu, sigma, real_mu, real_sigma), score=score,
-                         coverage=coverage, confidence=confidence, histogram=histogram,
-                         count=len(images))
-
-
-def histogram_bars(histogram: Sequence[int], width: int = 24) -> list[str]:
-    """One text bar per class, scaled to the largest: `3 ████████▌  104`."""
-    eighths = " ▏▎▍▌▋▊▉█"
-    top = max(max(histogram), 1)
-    lines = []
-    for digit, count in enumerate(histogram):
-        units = round(count / top * width * 8)
-        bar = "█" * (units // 8) + (eighths[units % 8] if units % 8 else "")
-        lines.append(f"{digit} {bar:<{width}} {count:>6,}")
-    return lines

@@ -48,6 +48,7 @@ class RunSummary:
     epochs: int | None
     step: int | None
     fid: float | None
+    fid_floor: float | None  # real digits' FID at the same count: what `fid` can reach
     img_per_s: float | None
     updated: float  # seconds since the epoch: for sorting and the age column
 
@@ -100,6 +101,7 @@ def summarize(run_dir: Path) -> RunSummary:
         epochs=_int(status.get("epochs", config.get("epochs"))),
         step=_int(status.get("step", epoch_rec.get("step"))),
         fid=_float(status.get("fid", quality.get("fid"))),
+        fid_floor=_float(status.get("fid_floor", quality.get("fid_floor"))),
         img_per_s=_float(status.get("img_per_s", epoch_rec.get("img_per_s"))),
         updated=_last_touched(run_dir))
 
@@ -169,7 +171,7 @@ _STATE_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "don
 
 def runs_table(summaries: list[RunSummary], now: float) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("run", "preset", "state", "epoch", "step", "FID", "img/s", "age"):
+    for column in ("run", "preset", "state", "epoch", "step", "FID (real)", "img/s", "age"):
         table.add_column(column, justify="left" if column in ("run", "preset", "state")
                          else "right", no_wrap=column == "run")
     for s in summaries:
@@ -177,10 +179,17 @@ def runs_table(summaries: list[RunSummary], now: float) -> Table:
             Text(s.path.name), Text(s.preset), Text(s.state, _STATE_STYLE.get(s.state, "")),
             f"{s.epoch if s.epoch is not None else '?'}/{s.epochs or '?'}",
             f"{s.step:,}" if s.step is not None else "-",
-            f"{s.fid:.1f}" if s.fid is not None else "-",
+            _fid_cell(s.fid, s.fid_floor),
             f"{s.img_per_s:,.0f}" if s.img_per_s is not None else "-",
             format_age(now - s.updated))
     return table
+
+
+def _fid_cell(fid: float | None, floor: float | None) -> str:
+    """`31.2 (4.4)`: the FID and, in brackets, what real digits score at the same count."""
+    if fid is None:
+        return "-"
+    return f"{fid:.1f} ({floor:.1f})" if floor else f"{fid:.1f}"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

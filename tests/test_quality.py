@@ -9,16 +9,20 @@ import pytest
 import torch
 from rich.console import Console
 
-from gan_tui.classifier import HOLDOUT, accuracy, feature_stats, load_classifier, split_bundled
+from gan_tui import quality
+from gan_tui.classifier import accuracy, load_classifier, training_digits, validation_digits
 from gan_tui.cli import main
 from gan_tui.data import load_bundled, to_tensor
 from gan_tui.events import EpochEnd, Error, Finished, Quality, Samples
 from gan_tui.headless import run_headless
-from gan_tui.metrics import (
+from gan_tui.metrics import read_metrics
+from gan_tui.quality import (
     class_scores,
+    feature_stats,
+    fid_floor,
     frechet_distance,
     histogram_bars,
-    read_metrics,
+    real_halves,
     score_digits,
 )
 from tests.conftest import Recorder, run_cli, train
@@ -31,10 +35,33 @@ def real_digits() -> torch.Tensor:
     return to_tensor(load_bundled().images[pick.numpy()])
 
 
-def test_shipped_classifier_is_accurate_on_the_held_out_digits():
-    _, _, vx, vy = split_bundled()
-    assert len(vy) == HOLDOUT
+def test_shipped_classifier_is_accurate_on_the_test_split_it_never_saw():
+    train_x, _ = training_digits()
+    vx, vy = validation_digits()
+    assert len(vy) == 10_000
+    seen = {bytes(x.numpy()) for x in train_x}
+    assert not any(bytes(x.numpy()) in seen for x in vx)  # disjoint, digit for digit
     assert accuracy(load_classifier("cpu"), vx, vy) >= 0.98
+
+
+def test_real_halves_are_disjoint_balanced_and_fixed():
+    a, b = real_halves()
+    assert len(a) == len(b) == 5_000
+    assert not {bytes(x.numpy()) for x in a} & {bytes(x.numpy()) for x in b}
+    _, probs_a = quality.classify(a)
+    _, probs_b = quality.classify(b)
+    counts_a, counts_b = (torch.bincount(p.argmax(1), minlength=10) for p in (probs_a, probs_b))
+    assert (counts_a - counts_b).abs().max() <= 25  # split per class: the same mix
+
+
+def test_the_floor_is_what_real_digits_score_and_shrinks_with_the_count():
+    # Real digits outside the reference score about the floor; more digits, less bias.
+    a, _ = real_halves()
+    assert score_digits(a[:1000]).fid == pytest.approx(fid_floor(1000), rel=0.35)
+    assert fid_floor(5000) < fid_floor(2000) < fid_floor(1000)
+    assert fid_floor(10_000) == fid_floor(5000)  # two chunks of 5,000 each
+    scores = score_digits(a[:1000])
+    assert scores.floor == fid_floor(1000) and "(real vs real " in scores.line()
 
 
 def test_scores_order_real_then_noised_then_pure_noise(real_digits):
@@ -43,8 +70,8 @@ def test_scores_order_real_then_noised_then_pure_noise(real_digits):
     noise = torch.rand(real_digits.shape, generator=gen) * 2 - 1
     real, light, pure = (score_digits(x) for x in (real_digits, noised, noise))
     assert real.fid < light.fid < pure.fid
-    # 2,000 of the 10,000 reference digits: only the small-sample bias is left.
-    assert real.fid < 5 and light.fid > 5 * real.fid and pure.fid > 10 * light.fid
+    # Real digits score their floor (the small-sample bias): the others far above it.
+    assert real.fid < 1.5 * real.floor and light.fid > 5 * real.fid and pure.fid > 10 * light.fid
     assert real.coverage > 0.99 and real.confidence > 0.95 and real.score > 8
     assert pure.score < real.score and pure.coverage < real.coverage
     assert sum(real.histogram) == real.count == 2000
@@ -110,6 +137,8 @@ def test_quality_event_each_epoch_and_in_metrics_jsonl(small_config):
                if r["event"] == "quality"]
     assert [(r["epoch"], r["step"]) for r in records] == [(1, 8), (2, 16)]
     assert records[1]["fid"] == pytest.approx(quality[1].fid)
+    # The floor rides along: real digits' FID at the same 200 digits.
+    assert records[1]["fid_floor"] == quality[1].floor == fid_floor(200) > 0
     assert records[1]["histogram"] == list(quality[1].histogram)
 
 
@@ -123,13 +152,15 @@ def test_missing_classifier_weights_turn_scores_off_not_training(small_config, t
     import gan_tui.classifier as classifier
 
     monkeypatch.setattr(classifier, "WEIGHTS_PATH", tmp_path / "gone.pt")
-    classifier.load_classifier.cache_clear()
-    classifier.real_feature_stats.cache_clear()
+    caches = (classifier.load_classifier, quality._half_features, quality.reference_stats,
+              quality.fid_floor)
+    for cache in caches:
+        cache.cache_clear()
     try:
         trainer, events = train(small_config(quality_samples=64))
     finally:
-        classifier.load_classifier.cache_clear()
-        classifier.real_feature_stats.cache_clear()
+        for cache in caches:
+            cache.cache_clear()
     warnings = [e.message for e in events.of(Error)]
     assert len(warnings) == 1 and warnings[0].startswith("quality scores off: ")
     assert "gone.pt" in warnings[0] and "--train" in warnings[0]
@@ -174,7 +205,8 @@ def test_eval_prints_the_scores(checkpoint):
                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
     for name in ("digit FID", "classifier score", "class coverage", "mean confidence",
-                 "300 digits", "seed 1", "predicted classes:"):
+                 "real digits", f"{fid_floor(300):.2f}", "300 digits", "seed 1",
+                 "predicted classes:"):
         assert name in result.stdout
 
 

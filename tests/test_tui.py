@@ -250,13 +250,16 @@ async def test_completed_run_shows_quality_each_epoch_and_needs_no_resume(tmp_pa
         # Each epoch's scores are logged; the latest show under the progress bars and
         # their class histogram as bars in the digits panel's border.
         assert [line for line in log.splitlines() if line.startswith("quality: FID")] == [
-            f"quality: FID {q.fid:.2f} | IS {q.score:.2f} | coverage {q.coverage:.3f} | "
-            f"conf {q.confidence:.3f}" for q in scores]
+            f"quality: FID {q.fid:.2f} (real vs real {q.floor:.2f}) | IS {q.score:.2f} | "
+            f"coverage {q.coverage:.3f} | conf {q.confidence:.3f}" for q in scores]
         quality = app.view.quality
         assert quality is not None and quality.epoch == 1 and sum(quality.histogram) == 1000
         progress = app.query_one(ProgressPanel)
         shown = plain(progress.render(), progress.content_size.width)
-        assert f"FID {quality.fid:.2f} · IS {quality.score:.2f} · coverage" in shown
+        # The FID comes with what real digits score at the same count.
+        assert quality.floor > 0
+        # This panel is narrow: the short form.
+        assert f"FID {quality.fid:.2f} (real {quality.floor:.1f}) · IS {quality.score:.2f}" in shown
         subtitle = Content.from_markup(app.query_one(DigitsPanel).border_subtitle or "").plain
         assert "classes 0" in subtitle and "9" in subtitle and "r blocks" in subtitle
         assert any(bar in subtitle for bar in "▁▂▃▄▅▆▇█")

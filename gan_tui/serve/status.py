@@ -68,7 +68,7 @@ class StatusWriter:
                      img_per_s=round(event.img_per_s, 1))
             return True
         if isinstance(event, Quality):
-            s["fid"] = event.fid
+            s.update(fid=event.fid, fid_floor=event.floor)
             return False
         if isinstance(event, Started):
             s.update(state="running", preset=event.preset, epoch=event.start_epoch,

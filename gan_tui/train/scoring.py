@@ -14,8 +14,8 @@ from torch import Tensor
 from gan_tui.config import TrainConfig
 from gan_tui.errors import GanTuiError
 from gan_tui.events import Error, Quality, Sink
-from gan_tui.metrics import prepare_scoring, score_digits
 from gan_tui.models import cycle_labels
+from gan_tui.quality import prepare_scoring, score_digits
 
 # The quality classifier knows MNIST digits only: scores on these datasets mean nothing.
 UNSCORED_DATASETS = ("fashion-mnist", "kmnist")
@@ -49,7 +49,7 @@ class QualityScorer:
         if not self.on:
             return
         try:
-            prepare_scoring(self._device)
+            prepare_scoring(self._device, self._count)
         except Exception as exc:  # e.g. an unreadable weights file: scores are optional
             self._off(exc)
 
@@ -68,13 +68,14 @@ class QualityScorer:
             return
         seconds = time.monotonic() - began
         self._log({"event": "quality", "epoch": epoch + 1, "step": global_step,
-                   "fid": scores.fid, "score": scores.score, "coverage": scores.coverage,
+                   "fid": scores.fid, "fid_floor": scores.floor, "score": scores.score,
+                   "coverage": scores.coverage,
                    "confidence": scores.confidence, "histogram": list(scores.histogram),
                    "samples": count, "seconds": seconds})
         self._emit(Quality(epoch=epoch, global_step=global_step, fid=scores.fid,
                            score=scores.score, coverage=scores.coverage,
                            confidence=scores.confidence, histogram=scores.histogram,
-                           samples=count, seconds=seconds))
+                           samples=count, seconds=seconds, floor=scores.floor))
 
     def _off(self, exc: Exception) -> None:
         # e.g. the classifier's weights are missing: a score must never stop training

@@ -107,7 +107,8 @@ QUALITY_PENDING = "quality scores after each epoch"
 
 
 def quality_line(quality: Quality | None, width: int, note: str = QUALITY_PENDING) -> Text:
-    """Digit FID, IS, coverage (and confidence where it fits) on one line of `width`."""
+    """Digit FID with real digits' FID beside it, IS, coverage (and confidence where it
+    fits) on one line of `width`."""
     if quality is None:
         return Text(note, style="italic dim", no_wrap=True, overflow="ellipsis")
     variants = [_quality_text(quality, confidence=True), _quality_text(quality),
@@ -121,7 +122,10 @@ def quality_line(quality: Quality | None, width: int, note: str = QUALITY_PENDIN
 def _quality_text(q: Quality, confidence: bool = False, short: bool = False) -> Text:
     # Coverage is the collapse warning: 1.0 means every digit is drawn equally often.
     coverage_style = "green" if q.coverage >= 0.95 else "yellow" if q.coverage >= 0.8 else "red"
-    items = [("FID", f"{q.fid:.2f}", "bold"), ("IS", f"{q.score:.2f}", "bold"),
+    fid = f"{q.fid:.2f}"
+    if q.floor > 0:  # what real digits score: a FID means little without it
+        fid += f" (real {q.floor:.1f})" if short else f" (real vs real {q.floor:.2f})"
+    items = [("FID", fid, "bold"), ("IS", f"{q.score:.2f}", "bold"),
              ("cov" if short else "coverage", f"{q.coverage:.{2 if short else 3}f}",
               coverage_style)]
     if confidence:

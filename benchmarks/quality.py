@@ -11,8 +11,13 @@ The seed trains its tutorial's 100 epochs (the baseline the issue names: on a 2-
 CPU that is about the 400 s the others get); the others train until the budget of
 training time runs out (checked between steps; the per-epoch quality scoring is off so
 it costs no budget). Then the last checkpoint (the EMA generator where the preset keeps
-one) is scored on N digits with the MNIST classifier. The table gives each preset's
-digit FID as a ratio to the seed's.
+one) is scored on N digits with the MNIST classifier (gan_tui.quality). The table
+sets each FID beside the floor (real digits' FID at the same count), each IS beside
+real digits' IS, and gives each FID as a ratio to the seed's. The issue's targets for
+the best preset: FID <= 2x the floor, IS >= 97 % of real digits', coverage >= 0.995.
+
+    python -m benchmarks.quality --checkpoint-every 5 --runs-root runs-q
+        # keep a checkpoint every 5 epochs for benchmarks.ranking
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gan_tui.checkpoint import load_generator
 from gan_tui.config import TrainConfig
 from gan_tui.events import Event, Finished, StepStats
 from gan_tui.models import PRESETS, cycle_labels
-from gan_tui.quality import score_digits
+from gan_tui.quality import fid_floor, real_scores, score_digits
 from gan_tui.sample import generate
 from gan_tui.train import Trainer
 
@@ -59,6 +64,7 @@ class Result:
     samples: int
     threads: int
     device: str
+    floor: float = 0.0  # real digits' FID at the same count (0: not measured)
 
 
 class BudgetSink:
@@ -77,14 +83,19 @@ class BudgetSink:
 
 
 def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: str,
-                 runs_root: Path, epochs: int = 0) -> Result:
+                 runs_root: Path, epochs: int = 0, checkpoint_every: int = 1_000_000,
+                 overrides: dict | None = None, name: str | None = None) -> Result:
     """Train `preset` for `budget_s` seconds (or, given `epochs`, for that many epochs,
-    however long they take), then score its checkpoint on `samples` digits."""
+    however long they take), then score its checkpoint on `samples` digits.
+    `overrides`: config values over the preset's defaults; `name`: the run's (and the
+    result's) name, the preset's by default."""
     budget_s = 0.0 if epochs else budget_s
+    name = name or preset
     config = TrainConfig.from_dict({
-        **PRESETS[preset].defaults, "preset": preset, "epochs": epochs or 1_000_000,
-        "seed": seed, "device": device, "run_dir": str(runs_root / preset),
-        "quality_samples": 0, "checkpoint_every": 1_000_000, "stats_interval_ms": 200})
+        **PRESETS[preset].defaults, **(overrides or {}), "preset": preset,
+        "epochs": epochs or 1_000_000, "seed": seed, "device": device,
+        "run_dir": str(runs_root / name), "quality_samples": 0,
+        "checkpoint_every": checkpoint_every, "stats_interval_ms": 200})
     sink = BudgetSink(budget_s or float("inf"))
     trainer = Trainer(config, sink)
     sink.trainer = trainer
@@ -95,34 +106,47 @@ def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: 
     labels = cycle_labels(samples) if PRESETS[preset].conditional else None
     images = generate(generator, samples, saved.latent_dim, seed + 1000, trainer.device, labels)
     scores = score_digits(torch.from_numpy(images), trainer.device)
-    return Result(preset=preset, budget_s=budget_s, epochs=round(epochs, 2),
+    return Result(preset=name, budget_s=budget_s, epochs=round(epochs, 2),
                   steps=trainer.global_step, train_s=round(last.elapsed_s if last else 0.0, 1),
                   fid=scores.fid, score=scores.score, coverage=scores.coverage,
                   confidence=scores.confidence, samples=samples,
-                  threads=torch.get_num_threads(), device=str(trainer.device))
+                  threads=torch.get_num_threads(), device=str(trainer.device),
+                  floor=scores.floor)
+
+
+COLUMNS = ("preset", "budget", "epochs", "digit FID", "FID / floor", "IS", "IS / real",
+           "coverage", "confidence", "seed FID / FID")
+
+
+def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
+    """One row per result, then real digits' own: the floor (at the first result's count)
+    and the IS, coverage and confidence of the 10,000 real test digits."""
+    base = next((r.fid for r in results if r.preset == BASELINE), None)
+    real = real_scores()
+    rows = [(r.preset, _budget(r), f"{r.epochs:.1f}", f"{r.fid:.2f}",
+             f"{r.fid / r.floor:.1f}x" if r.floor else "-", f"{r.score:.2f}",
+             f"{r.score / real.score:.0%}", f"{r.coverage:.3f}", f"{r.confidence:.3f}",
+             _ratio(base, r.fid)) for r in results]
+    floor = fid_floor(results[0].samples) if results else real.fid
+    rows.append(("real digits", "-", "-", f"{floor:.2f}", "1.0x", f"{real.score:.2f}", "100%",
+                 f"{real.coverage:.3f}", f"{real.confidence:.3f}", "-"))
+    return rows
 
 
 def results_table(results: list[Result]) -> Table:
-    base = next((r.fid for r in results if r.preset == BASELINE), None)
     table = Table(title="digit quality: the seed after its epochs, the others after the budget",
                   title_justify="left")
-    for name in ("preset", "budget", "epochs", "digit FID", "IS", "coverage", "confidence",
-                 "seed FID / FID"):
+    for name in COLUMNS:
         table.add_column(name, justify="left" if name == "preset" else "right")
-    for r in results:
-        table.add_row(r.preset, _budget(r), f"{r.epochs:.1f}", f"{r.fid:.2f}",
-                      f"{r.score:.2f}", f"{r.coverage:.3f}", f"{r.confidence:.3f}",
-                      _ratio(base, r.fid))
+    for row in table_rows(results):
+        table.add_row(*row)
     return table
 
 
 def markdown_table(results: list[Result]) -> str:
-    base = next((r.fid for r in results if r.preset == BASELINE), None)
-    lines = ["| preset | budget | epochs | digit FID | IS | coverage | confidence "
-             "| seed FID / FID |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r.preset} | {_budget(r)} | {r.epochs:.1f} | {r.fid:.2f} | "
-              f"{r.score:.2f} | {r.coverage:.3f} | {r.confidence:.3f} | {_ratio(base, r.fid)} |"
-              for r in results]
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "| --- |" + " ---: |" * (len(COLUMNS) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     return "\n".join(lines)
 
 
@@ -160,6 +184,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="training device (default cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--runs-root", type=Path, help="keep the runs here (default: a temp dir)")
+    p.add_argument("--checkpoint-every", type=int, default=1_000_000, metavar="K",
+                   help="keep a checkpoint every K epochs (for benchmarks.ranking; default: "
+                        "the last only)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
                    help="print one table from result files of earlier runs, train nothing")
@@ -203,7 +230,8 @@ def run_all(args: argparse.Namespace, console: Console) -> list[Result]:
             epochs = args.seed_epochs if preset == BASELINE else 0
             console.print(f"{preset}: training for "
                           + (f"{epochs} epochs ..." if epochs else f"{args.budget:.0f} s ..."))
-            r = bench_preset(preset, args.budget, args.n, args.seed, args.device, root, epochs)
+            r = bench_preset(preset, args.budget, args.n, args.seed, args.device, root, epochs,
+                             args.checkpoint_every)
             console.print(f"{preset}: {r.epochs:.1f} epochs, FID {r.fid:.2f}, IS {r.score:.2f}, "
                           f"coverage {r.coverage:.3f} ({time.monotonic() - began:.0f} s)")
             results.append(r)

@@ -47,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=OneLineParser)
+    from gan_tui.presets import presets_help
+
     train = commands.add_parser("train", help="train (the default command)",
                                 description="Train the GAN: the TUI in a terminal, "
-                                "line output otherwise.")
+                                "line output otherwise.", epilog=presets_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(train)
     train.set_defaults(func=run_train)
     for register in _extra_commands():
@@ -62,7 +65,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from gan_tui.presets import PRESET_INFO as PRESETS
 
     model = p.add_argument_group("model and optimiser (defaults: the seed tutorial)")
-    model.add_argument("--preset", choices=list(PRESETS), help=f"network pair (default {d.preset})")
+    model.add_argument("--preset", choices=list(PRESETS),
+                       help=f"network pair (default {d.preset}; each is listed below)")
     model.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     model.add_argument("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     model.add_argument("--latent-dim", type=int, help=f"noise size (default {d.latent_dim})")

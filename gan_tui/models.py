@@ -95,7 +95,7 @@ class ConvGenerator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.embed is not None:
-            z = torch.cat([z, self.embed(_need_labels(labels))], dim=1)
+            z = torch.cat([z, self.embed(need_labels(labels))], dim=1)
         return self.upsample(self.project(z).view(-1, 2 * self.width, 7, 7))
 
 
@@ -121,7 +121,7 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.embed is not None:
-            plane = self.embed(_need_labels(labels)).view(-1, 1, 28, 28)
+            plane = self.embed(need_labels(labels)).view(-1, 1, 28, 28)
             x = torch.cat([x, plane], dim=1)
         return self.features(x)
 
@@ -131,7 +131,7 @@ def cycle_labels(count: int) -> Tensor:
     return torch.arange(count) % NUM_CLASSES
 
 
-def _need_labels(labels: Tensor | None) -> Tensor:
+def need_labels(labels: Tensor | None) -> Tensor:
     if labels is None:
         raise ValueError("a conditional model needs class labels: call model(x, labels)")
     return labels
@@ -148,6 +148,8 @@ class Preset:
     conditional: bool = False
     # TrainConfig values this preset was tuned with; explicit CLI flags still win.
     defaults: dict[str, Any] = field(default_factory=dict)
+    loss: str = "bce"  # gan_tui.train.losses
+    augment: str = ""  # DiffAugment policy (gan_tui.train.augment); "" = none
 
 
 # Channel width of the convolutional presets: small enough for CPU training.
@@ -158,7 +160,7 @@ def _preset(name: str, make_generator: Callable[[int], nn.Module],
             make_discriminator: Callable[[], nn.Module]) -> Preset:
     info = PRESET_INFO[name]
     return Preset(name, info.description, make_generator, make_discriminator,
-                  info.conditional, dict(info.defaults))
+                  info.conditional, dict(info.defaults), info.loss, info.augment)
 
 
 PRESETS: dict[str, Preset] = {
@@ -169,7 +171,15 @@ PRESETS: dict[str, Preset] = {
                     lambda latent_dim: ConvGenerator(latent_dim, width=DCGAN_WIDTH,
                                                      num_classes=NUM_CLASSES),
                     lambda: ConvDiscriminator(width=DCGAN_WIDTH, num_classes=NUM_CLASSES)),
+    "sngan": _preset("sngan", lambda latent_dim: _sngan().SnGenerator(latent_dim, DCGAN_WIDTH),
+                     lambda: _sngan().ProjectionDiscriminator(DCGAN_WIDTH)),
 }
+
+
+def _sngan():  # noqa: ANN202 - the module; imported late, as it imports this one
+    import gan_tui.sngan
+
+    return gan_tui.sngan
 
 
 def build_models(preset: str, latent_dim: int) -> tuple[nn.Module, nn.Module]:

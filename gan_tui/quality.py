@@ -83,22 +83,26 @@ def class_scores(probs: Tensor) -> tuple[float, float, float, tuple[int, ...]]:
 # ------------------------------------------------------------- the real digits
 
 
+def half_indices(labels: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Indices of halves A and B of a labelled set of 2 x HALF digits: disjoint, every
+    class split evenly (to a digit), the same on every machine."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    by_class = order[torch.sort(torch.from_numpy(labels)[order], stable=True).indices]
+    # Every other digit of each class to each half, then each half shuffled again, so
+    # that any run of it (a small count's floor) is a fair sample of all classes.
+    shuffle = torch.randperm(HALF, generator=torch.Generator().manual_seed(1))
+    return by_class[0::2][shuffle], by_class[1::2][shuffle]
+
+
 @lru_cache(maxsize=1)
 def real_halves() -> tuple[Tensor, Tensor]:
-    """Halves A and B of the bundled test split: disjoint, 5,000 each, every class split
-    evenly (to a digit), the same on every machine."""
+    """Halves A and B of the bundled test split (images in [-1, 1]), 5,000 each."""
     from gan_tui.data import load_bundled, to_tensor
 
     digits = load_bundled()
-    order = torch.randperm(len(digits.labels), generator=torch.Generator().manual_seed(0))
-    labels = torch.from_numpy(digits.labels)[order]
-    by_class = order[torch.sort(labels, stable=True).indices]  # shuffled within each class
-    # Every other digit of each class to each half, then each half shuffled again, so
-    # that any run of it (a small count's floor) is a fair sample of all classes.
-    halves = by_class[0::2], by_class[1::2]
     images = to_tensor(digits.images)
-    return tuple(images[h[torch.randperm(HALF, generator=torch.Generator().manual_seed(1))]]
-                 for h in halves)
+    a, b = half_indices(digits.labels)
+    return images[a], images[b]
 
 
 @lru_cache(maxsize=4)

@@ -160,3 +160,32 @@ def test_attach_benchmark_opens_a_real_viewer_on_a_long_history():
     row = bench_attach_history(repeats=1, log=quiet, steps=2_000)
     assert_measured(row)
     assert "history is" in row.note and row.samples["seconds"][0] > 0
+
+
+def test_ranking_benchmark_ranks_kept_checkpoints_by_two_classifiers(tmp_path, capsys):
+    from benchmarks.quality import main as quality_main
+    from benchmarks.ranking import main as ranking_main
+    from benchmarks.ranking import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    runs = tmp_path / "runs"
+    assert quality_main(["--presets", "seed", "--seed-epochs", "3", "-n", "100", "--threads",
+                         "1", "--checkpoint-every", "1", "--runs-root", str(runs)]) == 0
+    capsys.readouterr()
+    assert ranking_main([str(runs), "-n", "200", "--check-epochs", "1"]) == 0
+    assert torch.is_grad_enabled()  # it scored under no_grad, not by switching autograd off
+    printed = capsys.readouterr().out
+    assert "seed @ epoch 1" in printed and "seed @ epoch 3" in printed
+    assert "Spearman rank correlation, ours vs check:" in printed
+
+
+def test_ablation_benchmark_trains_a_variant_of_sngan(tmp_path, capsys):
+    from benchmarks.ablation import main as ablation_main
+
+    out = tmp_path / "ablation.json"
+    assert ablation_main(["--only", "no-projection", "--budget", "1", "-n", "100",
+                          "--json", str(out)]) == 0
+    [result] = json.loads(out.read_text())
+    assert result["preset"] == "no-projection" and result["budget_s"] == 1
+    assert "no-projection: class as an input plane" in capsys.readouterr().out

@@ -27,7 +27,8 @@ from gan_tui.config import TrainConfig
 from gan_tui.serve import protocol, registry
 from gan_tui.serve.client import ControlClient
 from gan_tui.train.dist import Dist, Ranks, ranks_from_env
-from gan_tui.train.step import FiniteBCELoss, GanStep
+from gan_tui.train.losses import BceLoss
+from gan_tui.train.step import GanStep
 from tests.conftest import REPO, run_cli, train
 from tests.test_detach import next_of, wait_for
 
@@ -268,7 +269,7 @@ def two_steps(dist: Dist) -> dict[str, torch.Tensor]:
     step = FixedNoiseStep(generator, discriminator,
                           torch.optim.SGD(generator.parameters(), lr=0.5),
                           torch.optim.SGD(discriminator.parameters(), lr=0.5),
-                          FiniteBCELoss(), 4, torch.device("cpu"), None, dist.gradient_sync())
+                          BceLoss(), 4, torch.device("cpu"), None, dist.gradient_sync())
     for batch in (torch.arange(0, 6), torch.arange(6, 11)):
         mine = dist.shard(batch)
         step.noise = noise[mine]

@@ -85,7 +85,7 @@ def test_optimizers_are_the_seeds(small_config):
     trainer = Trainer(small_config(), Recorder())
     assert trainer.opt_g.param_groups[0]["lr"] == 1e-4
     assert trainer.opt_d.param_groups[0]["lr"] == 2e-4
-    assert isinstance(trainer.criterion, torch.nn.BCELoss)
+    assert isinstance(trainer.loss.criterion, torch.nn.BCELoss)
 
 
 def test_pause_holds_the_step_and_sample_works_while_paused(small_config):

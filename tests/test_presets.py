@@ -1,4 +1,5 @@
-"""The dcgan and cgan presets, conditional training and sampling, and generator EMA."""
+"""The dcgan, cgan and sngan presets, conditional training and sampling, and generator EMA
+(sngan's own parts: tests/test_sngan.py)."""
 
 import math
 
@@ -65,7 +66,7 @@ def test_the_seed_step_draws_exactly_the_seeds_random_numbers(small_config):
     assert torch.equal(torch.randn(64, 100), expected)
 
 
-@pytest.mark.parametrize("preset", ["dcgan", "cgan"])
+@pytest.mark.parametrize("preset", ["dcgan", "cgan", "sngan"])
 def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_config, tmp_path):
     def config(name):
         return small_config(preset=preset, limit=256, epochs=1, quality_samples=0, ema=0.9,
@@ -92,7 +93,8 @@ def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_conf
     assert resumed.global_step == straight.global_step == straight.steps_per_epoch
 
 
-def test_cgan_samples_carry_labels_and_digit_requests_are_obeyed(small_config):
+@pytest.mark.parametrize("preset", ["cgan", "sngan"])
+def test_conditional_samples_carry_labels_and_digit_requests_are_obeyed(preset, small_config):
     trainer: Trainer
 
     def react(event):
@@ -102,7 +104,7 @@ def test_cgan_samples_carry_labels_and_digit_requests_are_obeyed(small_config):
             trainer.send(Sample(digit=12))  # out of range: a non-fatal error, no samples
 
     events = Recorder(react)
-    trainer = Trainer(small_config(preset="cgan", limit=128, epochs=1, quality_samples=0),
+    trainer = Trainer(small_config(preset=preset, limit=128, epochs=1, quality_samples=0),
                       events)
     trainer.run()
     fixed = [s for s in events.of(Samples) if s.fixed]

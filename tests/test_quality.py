@@ -241,3 +241,21 @@ def test_eval_bad_arguments_are_one_line_usage_errors(args, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("gan-tui eval: error: ") and err.count("\n") == 1
+
+
+def test_runs_table_shows_each_fid_with_its_floor(tmp_path):
+    import json
+
+    from gan_tui.runs import runs_table, summarize
+
+    for name, record in (("scored", {"fid": 31.24, "fid_floor": 4.386}),
+                         ("old", {"fid": 12.0})):  # a run logged before the floor existed
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"preset": "sngan", "epochs": 2}))
+        (run / "metrics.jsonl").write_text(json.dumps({"event": "quality", "epoch": 1,
+                                                       "step": 8, **record}) + "\n")
+    console = Console(file=io.StringIO(), width=120)
+    console.print(runs_table([summarize(tmp_path / n) for n in ("scored", "old")], now=0))
+    out = console.file.getvalue()
+    assert "FID (real)" in out and "31.2 (4.4)" in out and " 12.0 " in out

@@ -44,7 +44,7 @@ from gan_tui.headless import EXIT_DIVERGED, HeadlessSink
 from gan_tui.metrics import drop_records_after, read_metrics
 from gan_tui.models import PRESETS
 from gan_tui.train import Trainer
-from gan_tui.train.step import FiniteBCELoss
+from gan_tui.train.losses import FiniteBCELoss
 from tests.conftest import REPO, Recorder, run_cli, train
 from tests.test_checkpoint import wait_for
 from tests.test_cli import read_until

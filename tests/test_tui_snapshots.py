@@ -61,7 +61,7 @@ def scripted_events(epochs_done: int = 3, extra_batches: int = 60) -> list[Event
             events.append(Quality(epoch=epoch, global_step=step, fid=96.3 / (epoch + 1),
                                   score=3.2 + epoch, coverage=0.85 + 0.04 * epoch,
                                   confidence=0.71, histogram=HISTOGRAM, samples=1000,
-                                  seconds=0.12))
+                                  seconds=0.12, floor=4.39))
     events.append(Samples(epoch=epochs_done - 1, global_step=epochs_done * STEPS_PER_EPOCH,
                           images=real_digits(), fixed=True))
     events.append(CheckpointSaved("runs/20250101-120000-seed/checkpoints/last.pt",

@@ -130,18 +130,25 @@ def test_terminal_hung_up_sees_the_other_end_close() -> None:
         os.close(slave)
 
 
-def quality(fid: float = 12.345, coverage: float = 0.981) -> Quality:
+def quality(fid: float = 12.345, coverage: float = 0.981, floor: float = 4.386) -> Quality:
     return Quality(epoch=2, global_step=471, fid=fid, score=7.814, coverage=coverage,
-                   confidence=0.912, histogram=(0,) * 10, samples=1000, seconds=0.1)
+                   confidence=0.912, histogram=(0,) * 10, samples=1000, seconds=0.1,
+                   floor=floor)
 
 
 @pytest.mark.parametrize(("width", "text"), [
-    (80, "FID 12.35 · IS 7.81 · coverage 0.981 · conf 0.91"),
-    (40, "FID 12.35 · IS 7.81 · coverage 0.981"),
-    (30, "FID 12.35 · IS 7.81 · cov 0.98"),
+    (80, "FID 12.35 (real vs real 4.39) · IS 7.81 · coverage 0.981 · conf 0.91"),
+    (60, "FID 12.35 (real vs real 4.39) · IS 7.81 · coverage 0.981"),
+    (50, "FID 12.35 (real 4.4) · IS 7.81 · coverage 0.981"),
+    (41, "FID 12.35 (real 4.4) · IS 7.81 · cov 0.98"),
 ])
-def test_quality_line_says_as_much_as_fits(width: int, text: str) -> None:
+def test_quality_line_says_as_much_as_fits_and_always_the_floor(width: int, text: str) -> None:
     assert quality_line(quality(), width).plain == text
+
+
+def test_quality_line_of_a_run_scored_without_a_floor() -> None:
+    # A journal or metrics.jsonl from before the floor existed: the FID alone.
+    assert quality_line(quality(floor=0.0), 80).plain.startswith("FID 12.35 · IS 7.81")
 
 
 def test_quality_line_colours_coverage_and_explains_its_absence() -> None:

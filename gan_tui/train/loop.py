@@ -43,13 +43,15 @@ from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels
 from gan_tui.process import Presence, ThreadShare
 from gan_tui.serve.registry import runtime_dir
 from gan_tui.train import state as run_state
+from gan_tui.train.augment import make_augment
 from gan_tui.train.control import Control
 from gan_tui.train.dist import Dist
+from gan_tui.train.losses import make_loss
 from gan_tui.train.rundir import RunDir, choose_run_dir
 from gan_tui.train.sampling import generate_tensor, label_tuple, requested_inputs, to_images
 from gan_tui.train.scoring import QualityScorer
 from gan_tui.train.setup import fresh_seed, make_adam, seed_everything, steps_per_epoch
-from gan_tui.train.step import FiniteBCELoss, GanStep, ema_decay, make_ema
+from gan_tui.train.step import GanStep, ema_decay, make_ema
 
 MAX_SAMPLES = 256  # digits one Sample command may ask for (a screen shows 16)
 # What a loss that stops being a number does: stop the run, or pause it for the user.
@@ -134,7 +136,8 @@ class Trainer:
         self.generator, self.discriminator = self.dist.prepare_models(
             *(m.to(self.device) for m in build_models(config.preset, config.latent_dim)),
             sync_bn=config.sync_bn)
-        self.criterion = FiniteBCELoss()
+        preset = PRESETS[config.preset]
+        self.loss = make_loss(preset.loss)
         betas = (config.beta1, config.beta2)
         self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
         self.opt_d = make_adam(self.discriminator.parameters(), config.lr_d, betas)
@@ -142,8 +145,9 @@ class Trainer:
         # An EMA copy of G for samples and scores only; deepcopy draws no random numbers.
         self.generator_ema = make_ema(self.generator) if config.ema > 0 else None
         self.gan_step = GanStep(self.generator, self.discriminator, self.opt_g, self.opt_d,
-                                self.criterion, config.latent_dim, self.device,
-                                self.generator_ema, self.dist.gradient_sync())
+                                self.loss, config.latent_dim, self.device,
+                                self.generator_ema, self.dist.gradient_sync(),
+                                make_augment(preset.augment))
 
     # ------------------------------------------------------------ the run folder
 

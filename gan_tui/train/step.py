@@ -15,26 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from gan_tui.models import NUM_CLASSES
+from gan_tui.train.augment import Augment
+from gan_tui.train.losses import GanLoss
 
 # Called with a network's parameters between its backward and its optimizer step: under
 # torchrun it averages their gradients over the ranks (train/dist.py); None alone.
 GradientSync = Callable[[list[Tensor]], None]
-
-
-class FiniteBCELoss(nn.BCELoss):
-    """The seed's BCELoss, safe when D's output stops being a number.
-
-    BCELoss refuses inputs outside [0, 1], and NaN is outside: a RuntimeError on the CPU,
-    a device-side assert that kills the whole CUDA context on a GPU. Here non-finite
-    inputs are replaced before the loss and the loss itself becomes NaN, so the step
-    completes and the engine reports the divergence from its statistics. For inputs in
-    [0, 1] the value and the gradients are exactly BCELoss's.
-    """
-
-    def forward(self, scores: Tensor, target: Tensor) -> Tensor:
-        safe = torch.nan_to_num(scores, nan=0.5, posinf=1.0, neginf=0.0)
-        # + 0 * sum: exactly +0.0 while all is finite, NaN otherwise; no host sync.
-        return super().forward(safe, target) + scores.detach().sum() * 0
 
 
 def call(model: nn.Module, x: Tensor, labels: Tensor | None) -> Tensor:
@@ -50,17 +36,20 @@ class GanStep:
     before its optimizer step, so every rank takes the same step (G and D apart: never
     one wrapper over both).
     Conditional presets get `labels` for the real batch; their fakes get random labels,
-    drawn after the noise (unconditional presets draw nothing extra).
+    drawn after the noise (unconditional presets draw nothing extra). With `augment`
+    (DiffAugment) D sees every image, real or fake, through it, and so does G's loss.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                 criterion: nn.Module, latent_dim: int, device: torch.device,
+                 loss: GanLoss, latent_dim: int, device: torch.device,
                  generator_ema: nn.Module | None = None,
-                 sync_gradients: GradientSync | None = None) -> None:
+                 sync_gradients: GradientSync | None = None,
+                 augment: Augment | None = None) -> None:
         self.generator, self.discriminator = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
-        self.criterion = criterion
+        self.loss = loss
+        self.augment = augment
         self.latent_dim = latent_dim
         self.device = device
         self.generator_ema = generator_ema
@@ -76,10 +65,10 @@ class GanStep:
         noise, fake_labels = self.draw_inputs(real.size(0), labels is not None)
         fake = call(self.generator, noise, fake_labels)
 
-        fake_score = call(self.discriminator, fake.detach(), fake_labels)
-        d_fake_loss = self.criterion(fake_score, torch.zeros_like(fake_score))
-        real_score = call(self.discriminator, real, labels)
-        d_real_loss = self.criterion(real_score, torch.ones_like(real_score))
+        fake_score = call(self.discriminator, self._seen(fake.detach()), fake_labels)
+        d_fake_loss = self.loss.d_fake(fake_score)
+        real_score = call(self.discriminator, self._seen(real), labels)
+        d_real_loss = self.loss.d_real(real_score)
         d_loss = d_fake_loss + d_real_loss
         self.opt_d.zero_grad()
         d_loss.backward()
@@ -87,8 +76,8 @@ class GanStep:
             self.sync_gradients(self._d_params)
         self.opt_d.step()
 
-        fake_g_score = self._score_with_d_frozen(fake, fake_labels)
-        g_loss = self.criterion(fake_g_score, torch.ones_like(fake_g_score))
+        fake_g_score = self._score_with_d_frozen(self._seen(fake), fake_labels)
+        g_loss = self.loss.g(fake_g_score)
         self.opt_g.zero_grad()
         g_loss.backward()
         if self.sync_gradients is not None:
@@ -98,7 +87,12 @@ class GanStep:
             update_ema(self.generator_ema, self.generator, ema_decay)
 
         with torch.no_grad():
-            return torch.stack([g_loss, d_loss, real_score.mean(), fake_score.mean()])
+            return torch.stack([g_loss, d_loss, self.loss.probability(real_score).mean(),
+                                self.loss.probability(fake_score).mean()])
+
+    def _seen(self, images: Tensor) -> Tensor:
+        """The images as D sees them: through DiffAugment where the preset uses it."""
+        return images if self.augment is None else self.augment(images)
 
     def draw_inputs(self, size: int, conditional: bool) -> tuple[Tensor, Tensor | None]:
         """G's noise for `size` fakes, then (conditional presets) their random labels."""

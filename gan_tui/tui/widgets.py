@@ -112,19 +112,21 @@ def quality_line(quality: Quality | None, width: int, note: str = QUALITY_PENDIN
     if quality is None:
         return Text(note, style="italic dim", no_wrap=True, overflow="ellipsis")
     variants = [_quality_text(quality, confidence=True), _quality_text(quality),
-                _quality_text(quality, short=True)]
+                _quality_text(quality, short_floor=True), _quality_text(quality, short=True)]
     for text in variants:
         if text.cell_len <= width:
             return text
     return variants[-1]
 
 
-def _quality_text(q: Quality, confidence: bool = False, short: bool = False) -> Text:
+def _quality_text(q: Quality, confidence: bool = False, short: bool = False,
+                  short_floor: bool = False) -> Text:
     # Coverage is the collapse warning: 1.0 means every digit is drawn equally often.
     coverage_style = "green" if q.coverage >= 0.95 else "yellow" if q.coverage >= 0.8 else "red"
     fid = f"{q.fid:.2f}"
     if q.floor > 0:  # what real digits score: a FID means little without it
-        fid += f" (real {q.floor:.1f})" if short else f" (real vs real {q.floor:.2f})"
+        short_floor = short_floor or short
+        fid += f" (real {q.floor:.1f})" if short_floor else f" (real vs real {q.floor:.2f})"
     items = [("FID", fid, "bold"), ("IS", f"{q.score:.2f}", "bold"),
              ("cov" if short else "coverage", f"{q.coverage:.{2 if short else 3}f}",
               coverage_style)]

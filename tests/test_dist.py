@@ -130,9 +130,11 @@ def test_commands_reach_every_rank_a_long_pause_trips_no_timeout_and_resume_with
     and one process goes on from that step."""
     run_dir = tmp_path / "run"
     timeout_s = 4.0
+    # 100,000 epochs: a ceiling never reached, the test stops the run (500 epochs of 4
+    # steps last ~5 s, and on a loaded box the run could end before the first Pause).
     process = subprocess.Popen(
         torchrun("--standalone", "--nproc-per-node", "2", HARNESS, "train", "--headless",
-                 "--epochs", "500", "--run-dir", str(run_dir), *SMALL),
+                 "--epochs", "100000", "--run-dir", str(run_dir), *SMALL),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
         env=env(GAN_TUI_TEST_OUT=str(tmp_path), GAN_TUI_COLLECTIVE_TIMEOUT_S=str(timeout_s)))
@@ -173,7 +175,7 @@ def test_a_killed_rank_ends_the_job_and_last_pt_stays_whole(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
         torchrun("--standalone", "--nproc-per-node", "2", "-m", "gan_tui", "train",
-                 "--headless", "--epochs", "500", "--run-dir", str(run_dir), *SMALL),
+                 "--headless", "--epochs", "100000", "--run-dir", str(run_dir), *SMALL),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, env=env())
     try:

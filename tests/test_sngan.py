@@ -154,3 +154,20 @@ def test_sngan_checkpoint_samples_the_digit_asked_for(small_config, tmp_path, ca
     with torch.no_grad():
         out = generator(torch.randn(3, 100), torch.tensor([7, 7, 7]))
     assert out.shape == (3, 1, 28, 28) and F.hardtanh(out).equal(out)
+
+
+def test_sngan_draws_the_digit_asked_for_after_short_training(small_config):
+    """Its own defaults on 512 real digits, 32 epochs of 16 steps (~20 s): the classifier
+    reads the requested digit for nearly all. Full quality is the quality benchmark's job."""
+    from gan_tui.classifier import classify
+    from tests.conftest import train
+
+    defaults = {k: v for k, v in PRESETS["sngan"].defaults.items() if k != "epochs"}
+    trainer, _ = train(small_config(preset="sngan", epochs=32, quality_samples=0, **defaults))
+    labels = torch.arange(200) // 20  # 20 of each digit
+    noise = torch.randn(200, 100, generator=torch.Generator().manual_seed(5))
+    _, probs = classify(torch.from_numpy(trainer.generate(noise, labels)), "cpu")
+    hits = probs.argmax(1) == labels
+    per_digit = [round(hits[labels == d].float().mean().item(), 2) for d in range(10)]
+    assert hits.float().mean() > 0.7, per_digit  # chance: 0.1
+    assert sum(rate > 0.5 for rate in per_digit) >= 8, per_digit

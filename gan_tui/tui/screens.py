@@ -15,8 +15,9 @@ KEY_HELP: tuple[tuple[str, str], ...] = (
     ("space / p", "Pause or resume (between two steps: the step counter stops)"),
     ("s", "Save a checkpoint now; a notice shows its path"),
     ("g", "Generate 16 fresh digits now (works while paused)"),
-    ("0-9", "Sample 16 of that digit (conditional presets: --preset cgan)"),
-    ("r", "Cycle the digit renderer: blocks, braille, ascii"),
+    ("0-9", "Sample 16 of that digit (conditional presets: --preset cgan or sngan)"),
+    ("r", "Cycle the digit renderer: blocks, braille, ascii, and pixels where the terminal "
+     "shows images (sixel, kitty)"),
     ("left / right", "Step through past epochs' digits (the run's timeline); home: the "
      "first, end: back to live"),
     ("v", "Switch the plot: G/D loss or D(x)/D(G(z)) with the 0.5 line"),

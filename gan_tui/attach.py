@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from gan_tui.config import TrainConfig
-from gan_tui.runs import DEFAULT_ROOT, NotRunningError, require_running, resolve_run
+from gan_tui.runs import NotRunningError, add_run_arguments, require_running, resolve_run
 
 SOCKET_WAIT_S = 60.0  # a run just started loads torch and its data before it listens
 
@@ -60,9 +60,5 @@ def register(commands: argparse._SubParsersAction) -> None:
         "with --detach, or carried on in the background after its terminal went away): "
         "its history first, then live. Every key works as in the dashboard; q or d "
         "detach (training goes on), x stops the run itself.")
-    attach.add_argument("run", nargs="?", default="latest", metavar="RUN",
-                        help="a run folder, its name, or 'latest' (the newest running run; "
-                        "the default)")
-    attach.add_argument("--runs-root", default=DEFAULT_ROOT, metavar="DIR",
-                        help="where run names are looked up (default ./runs)")
+    add_run_arguments(attach)
     attach.set_defaults(func=cmd_attach)

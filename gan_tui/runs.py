@@ -264,6 +264,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, optional: bool = True) -> None:
+    """RUN (a folder, a name under --runs-root, or 'latest') and --runs-root, as attach,
+    serve and stop take them; `optional`: RUN defaults to 'latest'."""
+    if optional:
+        parser.add_argument("run", nargs="?", default="latest", metavar="RUN",
+                            help="a run folder, its name, or 'latest' (the newest running run; "
+                            "the default)")
+    else:
+        parser.add_argument("run", metavar="RUN", help="a run folder, its name, or 'latest'")
+    parser.add_argument("--runs-root", default=DEFAULT_ROOT, metavar="DIR",
+                        help="where run names are looked up (default ./runs)")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     runs = commands.add_parser("runs", help="list runs, newest first, with their state",
                                description="List the runs under DIR (default ./runs), newest "
@@ -274,7 +287,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     stop = commands.add_parser("stop", help="save and stop a running run",
                                description="Save a running run's checkpoint and stop it (as "
                                "SIGTERM would), waiting until it has ended.")
-    stop.add_argument("run", metavar="RUN", help="a run folder, its name, or 'latest'")
-    stop.add_argument("--runs-root", default=DEFAULT_ROOT, metavar="DIR",
-                      help="where run names are looked up (default ./runs)")
+    add_run_arguments(stop, optional=False)
     stop.set_defaults(func=cmd_stop)

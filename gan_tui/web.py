@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gan_tui.errors import GanTuiError, UsageError
-from gan_tui.runs import DEFAULT_ROOT, require_running, resolve_run
+from gan_tui.runs import add_run_arguments, require_running, resolve_run
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -162,9 +162,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "reach it from a laptop through an SSH tunnel (the line to type is printed). "
         "Every page needs the random token printed at start. Stopping serve never stops "
         "training.")
-    serve.add_argument("run", nargs="?", default="latest", metavar="RUN",
-                       help="a run folder, its name, or 'latest' (the newest running run; "
-                       "the default)")
+    add_run_arguments(serve)
     serve.add_argument("--host", default=DEFAULT_HOST,
                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -172,6 +170,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--public", action="store_true",
                        help="allow a --host other machines can reach (the token is still "
                        "required)")
-    serve.add_argument("--runs-root", default=DEFAULT_ROOT, metavar="DIR",
-                       help="where run names are looked up (default ./runs)")
     serve.set_defaults(func=cmd_serve)

@@ -132,12 +132,15 @@ def test_commands_reach_every_rank_a_long_pause_trips_no_timeout_and_resume_with
     timeout_s = 4.0
     # 100,000 epochs: a ceiling never reached, the test stops the run (500 epochs of 4
     # steps last ~5 s, and on a loaded box the run could end before the first Pause).
-    process = subprocess.Popen(
-        torchrun("--standalone", "--nproc-per-node", "2", HARNESS, "train", "--headless",
-                 "--epochs", "100000", "--run-dir", str(run_dir), *SMALL),
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-        env=env(GAN_TUI_TEST_OUT=str(tmp_path), GAN_TUI_COLLECTIVE_TIMEOUT_S=str(timeout_s)))
+    # The job's output goes to files: it prints a line an epoch, and a pipe nobody reads
+    # fills up, blocks rank 0 in a write and times the other rank out.
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        process = subprocess.Popen(
+            torchrun("--standalone", "--nproc-per-node", "2", HARNESS, "train", "--headless",
+                     "--epochs", "100000", "--run-dir", str(run_dir), *SMALL),
+            cwd=tmp_path, stdout=out, stderr=err, start_new_session=True,
+            env=env(GAN_TUI_TEST_OUT=str(tmp_path),
+                    GAN_TUI_COLLECTIVE_TIMEOUT_S=str(timeout_s)))
     try:
         socket_path = wait_for(lambda: registry.read_status(run_dir).get("socket"), "a socket")
         with ControlClient.connect(socket_path) as client:
@@ -150,17 +153,25 @@ def test_commands_reach_every_rank_a_long_pause_trips_no_timeout_and_resume_with
                 assert next_of(client, ev.Samples).global_step == paused.global_step
             client.send(ev.Save())
             assert next_of(client, ev.CheckpointSaved).global_step == paused.global_step
-            client.send(ev.Resume())
-            assert next_of(client, ev.Resumed).global_step == paused.global_step
-            step = next_of(client, ev.StepStats).global_step
-            while step % 4 in (0, 3):  # stop mid-epoch
-                step = next_of(client, ev.StepStats).global_step
+            for _ in range(100):  # resume, and pause again until the pause is mid-epoch
+                client.send(ev.Resume())
+                assert next_of(client, ev.Resumed).global_step == paused.global_step
+                client.send(ev.Pause())
+                paused = next_of(client, ev.Paused)
+                if paused.global_step % 4:
+                    break
+            assert paused.global_step % 4, "never paused mid-epoch"
             client.send(ev.Stop())
             finished = next_of(client, ev.Finished)
-        stdout, stderr = process.communicate(timeout=WAIT_S)
+        code = process.wait(timeout=WAIT_S)
+    except AssertionError as failure:  # say what the ranks said
+        stop(process)
+        raise AssertionError(f"{failure}\n--- the job's stderr:\n"
+                             f"{(tmp_path / 'err.txt').read_text()}") from failure
     finally:
         stop(process)
-    assert process.returncode == 0, stderr
+    assert code == 0, (tmp_path / "err.txt").read_text()
+    assert finished.global_step == paused.global_step
     zero, one = ranks_written(tmp_path)
     assert zero["checksum"] == one["checksum"]
     assert zero["step"] == one["step"] == finished.global_step == finished.checkpoint_step

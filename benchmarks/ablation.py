@@ -37,6 +37,9 @@ class Variant:
     preset: dict[str, Any] = field(default_factory=dict)  # PresetInfo fields (loss, augment)
     discriminator: dict[str, Any] = field(default_factory=dict)  # ProjectionDiscriminator args
     width: int | None = None  # channel width of G and D (the preset's: DCGAN_WIDTH)
+    # Train this many epochs instead of for the budget (a schedule such as --lr-decay
+    # needs to know where the run ends): pick about what the budget holds.
+    epochs: int = 0
 
 
 VARIANTS = [
@@ -55,6 +58,9 @@ VARIANTS = [
     Variant("diffaugment", "DiffAugment on (translation, cutout)",
             preset={"augment": "translation,cutout"}),
     Variant("translation", "DiffAugment's translation alone", preset={"augment": "translation"}),
+    Variant("lr-decay-15", "rates down to 0 over the last half, 15 epochs",
+            config={"lr_decay": 0.5}, epochs=15),
+    Variant("width-48", "wider networks (48 channels, not 32)", width=48),
 ]
 
 
@@ -90,8 +96,8 @@ def run_variant(variant: Variant, budget: float, samples: int, seed: int, root: 
         torch.set_num_threads(threads)
     preset = register(variant)
     overrides = {**variant.config, **({"threads": threads} if threads else {})}
-    return bench_preset(preset, budget, samples, seed, "cpu", root, overrides=overrides,
-                        name=variant.name)
+    return bench_preset(preset, budget, samples, seed, "cpu", root, epochs=variant.epochs,
+                        overrides=overrides, name=variant.name)
 
 
 def main(argv: list[str] | None = None) -> int:

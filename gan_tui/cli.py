@@ -80,6 +80,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--ema", type=float, metavar="DECAY",
                        help="show and save samples from an exponential moving average of G "
                        "(e.g. 0.999; 0 = off, the seed's default; dcgan/cgan use 0.999)")
+    model.add_argument("--lr-decay", type=float, metavar="FRACTION",
+                       help="let both learning rates fall linearly towards 0 over this last "
+                       "fraction of the run (e.g. 0.5; 0 = constant, the seed's default)")
 
     data = p.add_argument_group("data (default: the bundled MNIST test split, as the seed)")
     data.add_argument("--dataset", choices=DATASETS,

@@ -33,7 +33,7 @@ DATA_KEYS = tuple(k for k in IDENTITY_KEYS if k not in SHAPE_KEYS)
 # The settings the command line sets, each by the flag --<key with dashes>.
 FLAG_KEYS = ("preset", "epochs", "batch_size", "latent_dim", "lr_g", "lr_d", "dataset",
              "data_dir", "split", "limit", "seed", "device", "run_dir", "log_every",
-             "checkpoint_every", "quality_samples", "ema", "threads", "invert")
+             "checkpoint_every", "quality_samples", "ema", "lr_decay", "threads", "invert")
 
 
 @dataclass
@@ -63,6 +63,9 @@ class TrainConfig:
     # Decay of an exponential moving average of G's weights used for samples, scoring and
     # checkpoints' sample weights; 0 = off (the seed). Training itself never reads it.
     ema: float = 0.0
+    # The learning rates fall linearly towards 0 over this last fraction of the run's
+    # steps (epochs x steps an epoch); 0 = constant rates (the seed).
+    lr_decay: float = 0.0
     # torch's CPU threads: a number, or "auto" (a fair share of the cores among the
     # gan-tui runs on this machine, re-checked while training; see gan_tui.process).
     threads: int | str = "auto"
@@ -111,6 +114,8 @@ class TrainConfig:
         _require(self.quality_samples == 0 or self.quality_samples >= 2,
                  f"--quality-samples must be 0 (off) or at least 2, got {self.quality_samples}")
         _require(0 <= self.ema < 1, f"--ema must lie in [0, 1) (0 = off), got {self.ema}")
+        _require(0 <= self.lr_decay <= 1,
+                 f"--lr-decay must lie in [0, 1] (0 = off), got {self.lr_decay}")
         _require(self.invert in INVERT_CHOICES,
                  f"--invert must be one of {choices(INVERT_CHOICES)}, got {self.invert!r}")
         _require(self.threads == "auto" or (isinstance(self.threads, int) and self.threads >= 1),

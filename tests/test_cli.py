@@ -55,8 +55,8 @@ class _no_raise:
 
 @pytest.mark.parametrize("args", [
     ["--epochs", "0"], ["--batch-size", "0"], ["--limit", "0"], ["--lr-g", "nan"],
-    ["--lr-d", "inf"], ["--latent-dim", "0"], ["--ema", "2"], ["--log-every", "0"],
-    ["--checkpoint-every", "0"], ["--quality-samples", "1"], ["--seed", "-1"],
+    ["--lr-d", "inf"], ["--latent-dim", "0"], ["--ema", "2"], ["--lr-decay", "2"],
+    ["--log-every", "0"], ["--checkpoint-every", "0"], ["--quality-samples", "1"], ["--seed", "-1"],
     ["--epochs", "many"], ["--preset", "nope"],  # caught by argparse itself
     ["sample", "-n", "0"], ["sample", "--digit", "12"], ["eval", "-n", "1"],
 ])

@@ -17,6 +17,8 @@ from gan_tui.models import (
     count_parameters,
 )
 from gan_tui.train import Trainer
+from gan_tui.train.ema import standing_statistics
+from gan_tui.train.schedule import lr_scale
 from tests.conftest import Recorder, train
 
 
@@ -68,8 +70,11 @@ def test_the_seed_step_draws_exactly_the_seeds_random_numbers(small_config):
 
 @pytest.mark.parametrize("preset", ["dcgan", "cgan", "sngan"])
 def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_config, tmp_path):
+    """With the learning rates decaying over the second half (--lr-decay 0.5): a resume
+    must pick up the rates where they were."""
     def config(name):
         return small_config(preset=preset, limit=256, epochs=1, quality_samples=0, ema=0.9,
+                            lr_decay=0.5,
                             **{k: v for k, v in PRESETS[preset].defaults.items()
                                if k not in ("epochs", "ema")}, run_dir=str(tmp_path / name))
 
@@ -91,6 +96,17 @@ def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_conf
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}.{key}"
     assert resumed.global_step == straight.global_step == straight.steps_per_epoch
+    # the last step ran at 1/(steps/2) of each rate
+    last = 1 / round(straight.steps_per_epoch / 2)
+    for trainer in (straight, resumed):
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(trainer.config.lr_g * last)
+        assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(trainer.config.lr_d * last)
+
+
+def test_lr_decay_keeps_the_rates_then_lowers_them_linearly_to_the_last_step():
+    assert [lr_scale(step, 8, 0.5) for step in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert {lr_scale(step, 8, 0.0) for step in range(8)} == {1.0}  # off: the seed's rates
+    assert lr_scale(99, 100, 1.0) == pytest.approx(0.01)  # never 0: no wasted last step
 
 
 @pytest.mark.parametrize("preset", ["cgan", "sngan"])
@@ -142,6 +158,24 @@ def test_ema_generator_makes_the_samples_and_is_what_checkpoints_hand_out(small_
     assert torch.equal(torch.from_numpy(shown), torch.from_numpy(expected))
     loaded, _ = ckpt.load_generator(trainer.checkpoint_dir / "last.pt")
     assert torch.equal(loaded.state_dict()["mean.0.weight"], ema_weights["mean.0.weight"])
+
+
+def test_the_ema_draws_with_batchnorm_statistics_of_its_own_outputs(small_config):
+    """Standing statistics: a checkpoint's EMA holds the BatchNorm statistics of its own
+    outputs (computing them again changes nothing), not G's, copied."""
+    trainer, _ = train(small_config(preset="dcgan", epochs=1, limit=256, ema=0.9,
+                                    quality_samples=0))
+    saved = torch.load(trainer.checkpoint_dir / "last.pt", weights_only=True)
+    ema, raw = saved["generator_ema"], saved["generator"]
+    means = [key for key in ema if key.endswith("running_mean")]
+    assert means and not any(torch.allclose(ema[key], raw[key]) for key in means)
+    loaded, config = ckpt.load_generator(trainer.checkpoint_dir / "last.pt")
+    random_state = torch.get_rng_state()
+    standing_statistics(loaded, config.latent_dim, torch.device("cpu"), conditional=False)
+    assert torch.equal(torch.get_rng_state(), random_state)  # training's draws untouched
+    assert not loaded.training
+    for key in means:
+        assert torch.allclose(loaded.state_dict()[key], ema[key], atol=1e-6)
 
 
 def test_cgan_draws_the_digit_asked_for_after_short_training(small_config, monkeypatch):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gan_tui.config import TrainConfig
 from gan_tui.data import conditional_problem, load_digits, to_tensor
@@ -46,12 +46,14 @@ from gan_tui.train import state as run_state
 from gan_tui.train.augment import make_augment
 from gan_tui.train.control import Control
 from gan_tui.train.dist import Dist
+from gan_tui.train.ema import ema_decay, make_ema, standing_statistics
 from gan_tui.train.losses import make_loss
 from gan_tui.train.rundir import RunDir, choose_run_dir
 from gan_tui.train.sampling import generate_tensor, label_tuple, requested_inputs, to_images
+from gan_tui.train.schedule import lr_scale, set_learning_rate
 from gan_tui.train.scoring import QualityScorer
 from gan_tui.train.setup import fresh_seed, make_adam, seed_everything, steps_per_epoch
-from gan_tui.train.step import GanStep, ema_decay, make_ema
+from gan_tui.train.step import GanStep
 
 MAX_SAMPLES = 256  # digits one Sample command may ask for (a screen shows 16)
 # What a loss that stops being a number does: stop the run, or pause it for the user.
@@ -144,6 +146,7 @@ class Trainer:
         self.conditional = PRESETS[config.preset].conditional
         # An EMA copy of G for samples and scores only; deepcopy draws no random numbers.
         self.generator_ema = make_ema(self.generator) if config.ema > 0 else None
+        self._ema_statistics_at: int | None = None  # the step its standing statistics are for
         self.gan_step = GanStep(self.generator, self.discriminator, self.opt_g, self.opt_d,
                                 self.loss, config.latent_dim, self.device,
                                 self.generator_ema, self.dist.gradient_sync(),
@@ -210,7 +213,16 @@ class Trainer:
         """One GAN step on a batch (see GanStep); its statistics stay on the device.
         `images`: the global batch's size under torchrun (speeds count every rank's)."""
         decay = ema_decay(self.config.ema, self.global_step)
+        if self.config.lr_decay:
+            self._decay_learning_rates()
         self.stats.add(self.gan_step(real, labels, decay), images or real.size(0))
+
+    def _decay_learning_rates(self) -> None:
+        """--lr-decay: this step's rates, a function of the step alone (resumes exactly)."""
+        total = self.config.epochs * self.steps_per_epoch
+        scale = lr_scale(self.global_step, total, self.config.lr_decay)
+        set_learning_rate(self.opt_g, self.config.lr_g * scale)
+        set_learning_rate(self.opt_d, self.config.lr_d * scale)
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False when a Stop arrived."""
@@ -429,8 +441,17 @@ class Trainer:
         return to_images(self._generate_tensor(noise, labels))
 
     def _generate_tensor(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
-        model = self.generator_ema if self.generator_ema is not None else self.generator
+        model = self._ready_ema() or self.generator
         return generate_tensor(model, noise, labels, self.device)
+
+    def _ready_ema(self) -> nn.Module | None:
+        """The EMA generator (None without one), its BatchNorm statistics its own for the
+        current step (train/ema.py), computed at most once a step."""
+        if self.generator_ema is not None and self._ema_statistics_at != self.global_step:
+            standing_statistics(self.generator_ema, self.config.latent_dim, self.device,
+                                self.conditional)
+            self._ema_statistics_at = self.global_step
+        return self.generator_ema
 
     def save(self, reason: str) -> Path | None:
         """Atomically write checkpoints/last.pt; report failure without stopping training."""
@@ -446,7 +467,9 @@ class Trainer:
         self.files.log(record)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit (see train.state)."""
+        """Everything needed to continue bit-for-bit (see train.state); the EMA with its
+        standing statistics, which is what `gan-tui sample` draws from."""
+        self._ready_ema()
         return run_state.trainer_state(self)
 
     def _started_event(self) -> Started:

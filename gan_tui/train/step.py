@@ -8,7 +8,6 @@ faithfulness tests depend on both.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 
 from gan_tui.models import NUM_CLASSES
 from gan_tui.train.augment import Augment
+from gan_tui.train.ema import update_ema
 from gan_tui.train.losses import GanLoss
 
 # Called with a network's parameters between its backward and its optimizer step: under
@@ -115,29 +115,3 @@ class GanStep:
         finally:
             for p in self._d_params:
                 p.requires_grad_(True)
-
-
-# ------------------------------------------------------------------ EMA of G
-
-
-def make_ema(generator: nn.Module) -> nn.Module:
-    """A frozen copy of G for samples and scores only; deepcopy draws no random numbers."""
-    ema = copy.deepcopy(generator).eval()
-    ema.requires_grad_(False)
-    return ema
-
-
-def ema_decay(target: float, step: int) -> float:
-    """The decay warms up as (1 + t) / (10 + t) so early samples do not show the random
-    initial weights for the first thousand steps of a short run."""
-    return min(target, (1 + step) / (10 + step))
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model; BatchNorm statistics are copied as they are."""
-    ema_params = list(ema.parameters())
-    params = [p.detach() for p in model.parameters()]
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for ema_buf, buf in zip(ema.buffers(), model.buffers(), strict=True):
-        ema_buf.copy_(buf)

@@ -36,6 +36,7 @@ class Variant:
     config: dict[str, Any] = field(default_factory=dict)  # TrainConfig values
     preset: dict[str, Any] = field(default_factory=dict)  # PresetInfo fields (loss, augment)
     discriminator: dict[str, Any] = field(default_factory=dict)  # ProjectionDiscriminator args
+    generator: dict[str, Any] = field(default_factory=dict)  # SnGenerator args
     width: int | None = None  # channel width of G and D (the preset's: DCGAN_WIDTH)
     # Train this many epochs instead of for the budget (a schedule such as --lr-decay
     # needs to know where the run ends): pick about what the budget holds.
@@ -61,6 +62,13 @@ VARIANTS = [
     Variant("lr-decay-15", "rates down to 0 over the last half, 15 epochs",
             config={"lr_decay": 0.5}, epochs=15),
     Variant("width-48", "wider networks (48 channels, not 32)", width=48),
+    Variant("batch-64", "batch 64 (not 32) at the same rates", config={"batch_size": 64}),
+    Variant("beta2-0.99", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
+    Variant("refine", "a deeper G: one more 3 x 3 convolution at 14 x 14",
+            generator={"refine": True}),
+    Variant("wide-d", "a wider D (64 channels; G keeps 32)", discriminator={"width": 64}),
+    Variant("batch-16", "batch 16 (not 32) at the same rates", config={"batch_size": 16}),
+    Variant("width-24", "narrower networks (24 channels, not 32)", width=24),
 ]
 
 
@@ -77,10 +85,10 @@ def register(variant: Variant) -> str:
     width = variant.width or DCGAN_WIDTH
 
     def make_g(latent_dim: int) -> Any:
-        return SnGenerator(latent_dim, width)
+        return SnGenerator(latent_dim, width, **variant.generator)
 
     def make_d() -> Any:
-        return ProjectionDiscriminator(width, **variant.discriminator)
+        return ProjectionDiscriminator(**{"width": width, **variant.discriminator})
 
     PRESETS[name] = dataclasses.replace(base, name=name, make_generator=make_g,
                                         make_discriminator=make_d, loss=info.loss,

@@ -41,7 +41,8 @@ class SnGenerator(nn.Module):
     """Conditional G: forward(z, labels) -> N x 1 x 28 x 28 in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 100, width: int = 32,
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, refine: bool = False) -> None:
+        """`refine`: one more 3 x 3 convolution at 14 x 14 (for the ablation)."""
         super().__init__()
         self.latent_dim = latent_dim
         self.width = width
@@ -49,12 +50,16 @@ class SnGenerator(nn.Module):
         self.norm0 = ConditionalBatchNorm(2 * width * 7 * 7, num_classes, dims=1)
         self.up1 = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False)
         self.norm1 = ConditionalBatchNorm(width, num_classes)
+        self.refine = nn.Conv2d(width, width, 3, padding=1, bias=False) if refine else None
+        self.norm2 = ConditionalBatchNorm(width, num_classes) if refine else None
         self.up2 = nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         labels = need_labels(labels)
         h = torch.relu(self.norm0(self.project(z), labels)).view(-1, 2 * self.width, 7, 7)
         h = torch.relu(self.norm1(self.up1(h), labels))
+        if self.refine is not None and self.norm2 is not None:
+            h = torch.relu(self.norm2(self.refine(h), labels))
         return torch.tanh(self.up2(h))
 
 

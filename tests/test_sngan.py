@@ -91,6 +91,9 @@ def test_sngan_networks_are_cpu_sized_conditional_and_give_raw_scores():
     with pytest.raises(ValueError, match="needs class labels"):
         g(torch.randn(2, 100))
     assert PRESETS["sngan"].conditional and PRESETS["sngan"].loss == "hinge"
+    deeper = SnGenerator(100, refine=True)  # the ablation's deeper G: one more layer
+    assert deeper(torch.randn(4, 100), labels).shape == (4, 1, 28, 28)
+    assert count_parameters(deeper) > count_parameters(g)
 
 
 def test_spectral_norm_holds_each_layer_of_d_near_one():

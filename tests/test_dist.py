@@ -298,7 +298,11 @@ def _rank_worker(rank: int, world: int, init_file: str, out: str) -> None:
                              world_size=world)
     dist = Dist(Ranks(rank, world, rank, world), torch.device("cpu"), "gloo")
     torch.save(two_steps(dist), Path(out) / f"rank{rank}.pt")
-    dist.close()
+    dist.barrier()
+    # Leave without tearing gloo down: in about 1 run of 30 its teardown in a spawned
+    # worker aborted ("terminate called without an active exception", with or without
+    # the barrier), which is not what this test is about. The result is on disk.
+    os._exit(0)
 
 
 def test_a_two_rank_step_equals_a_one_process_step_on_the_same_global_batch(tmp_path):

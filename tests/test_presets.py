@@ -74,7 +74,7 @@ def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_conf
     must pick up the rates where they were."""
     def config(name):
         return small_config(preset=preset, limit=256, epochs=1, quality_samples=0, ema=0.9,
-                            lr_decay=0.5,
+                            lr_decay=0.5, threads=1,  # no thread-share change mid-run
                             **{k: v for k, v in PRESETS[preset].defaults.items()
                                if k not in ("epochs", "ema")}, run_dir=str(tmp_path / name))
 

@@ -441,7 +441,8 @@ class Trainer:
         return to_images(self._generate_tensor(noise, labels))
 
     def _generate_tensor(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
-        model = self._ready_ema() or self.generator
+        ema = self._ready_ema()
+        model = ema if ema is not None else self.generator  # (a Sequential's truth is its length)
         return generate_tensor(model, noise, labels, self.device)
 
     def _ready_ema(self) -> nn.Module | None:

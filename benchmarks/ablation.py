@@ -41,34 +41,66 @@ class Variant:
     # Train this many epochs instead of for the budget (a schedule such as --lr-decay
     # needs to know where the run ends): pick about what the budget holds.
     epochs: int = 0
+    # Change round 2's sngan (batch 32, no R1) instead of today's: the README's older
+    # tables were measured that way.
+    round2: bool = False
+
+
+# What round 3 changed in sngan: round2 variants undo it first.
+ROUND2_CONFIG = {"batch_size": 32}
+ROUND2_PRESET = {"r1": 0.0}
+
+
+def _r2(name: str, what: str, **changes: Any) -> Variant:
+    return Variant(name, what, round2=True, **changes)
 
 
 VARIANTS = [
-    Variant("full", "the preset as shipped"),
-    Variant("no-spectral-norm", "no spectral normalisation in D",
-            discriminator={"spectral": False}),
-    Variant("bce", "cross-entropy (on logits) instead of hinge", preset={"loss": "bce-logits"}),
-    Variant("no-projection", "class as an input plane of D (as cgan), not projection",
-            discriminator={"projection": False}),
-    Variant("one-lr", "one learning rate for both, G's (no two time-scales)",
-            config={"lr_d": 1.6e-3}),
-    Variant("sngan-lr", "SNGAN's usual rates, 2e-4 / 4e-4 (8x lower)",
-            config={"lr_g": 2e-4, "lr_d": 4e-4}),
-    Variant("no-ema", "samples from G itself, no EMA", config={"ema": 0.0}),
-    Variant("ema-0.9995", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
-    Variant("diffaugment", "DiffAugment on (translation, cutout)",
-            preset={"augment": "translation,cutout"}),
-    Variant("translation", "DiffAugment's translation alone", preset={"augment": "translation"}),
-    Variant("lr-decay-15", "rates down to 0 over the last half, 15 epochs",
-            config={"lr_decay": 0.5}, epochs=15),
-    Variant("width-48", "wider networks (48 channels, not 32)", width=48),
-    Variant("batch-64", "batch 64 (not 32) at the same rates", config={"batch_size": 64}),
-    Variant("beta2-0.99", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
-    Variant("refine", "a deeper G: one more 3 x 3 convolution at 14 x 14",
-            generator={"refine": True}),
-    Variant("wide-d", "a wider D (64 channels; G keeps 32)", discriminator={"width": 64}),
-    Variant("batch-16", "batch 16 (not 32) at the same rates", config={"batch_size": 16}),
-    Variant("width-24", "narrower networks (24 channels, not 32)", width=24),
+    Variant("full", "the preset as shipped (R1, batch 64)"),
+    Variant("no-r1", "no R1 penalty", preset={"r1": 0.0}),
+    Variant("batch-128", "batch 128 at the same rates", config={"batch_size": 128}),
+    Variant("width-48-now", "wider networks (48 channels, not 32)", width=48),
+    Variant("rates-1.4x", "rates x 1.4 (2.26e-3 / 4.5e-3)",
+            config={"lr_g": 2.26e-3, "lr_d": 4.52e-3}),
+    Variant("beta2-0.99-now", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
+    Variant("ema-0.9995-now", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
+    # Round 2's preset (batch 32, no R1) and one change to it each:
+    _r2("round-2", "round 2's sngan: batch 32, no R1"),
+    _r2("no-spectral-norm", "no spectral normalisation in D",
+        discriminator={"spectral": False}),
+    _r2("bce", "cross-entropy (on logits) instead of hinge", preset={"loss": "bce-logits"}),
+    _r2("no-projection", "class as an input plane of D (as cgan), not projection",
+        discriminator={"projection": False}),
+    _r2("one-lr", "one learning rate for both, G's (no two time-scales)",
+        config={"lr_d": 1.6e-3}),
+    _r2("sngan-lr", "SNGAN's usual rates, 2e-4 / 4e-4 (8x lower)",
+        config={"lr_g": 2e-4, "lr_d": 4e-4}),
+    _r2("no-ema", "samples from G itself, no EMA", config={"ema": 0.0}),
+    _r2("ema-0.9995", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
+    _r2("ema-0.9998", "a much longer EMA of G (0.9998)", config={"ema": 0.9998}),
+    _r2("diffaugment", "DiffAugment on (translation, cutout)",
+        preset={"augment": "translation,cutout"}),
+    _r2("translation", "DiffAugment's translation alone", preset={"augment": "translation"}),
+    _r2("lr-decay-15", "rates down to 0 over the last half, 15 epochs",
+        config={"lr_decay": 0.5}, epochs=15),
+    _r2("lr-decay-50", "rates down to 0 over the last half, 50 epochs",
+        config={"lr_decay": 0.5}, epochs=50),
+    _r2("width-48", "wider networks (48 channels, not 32)", width=48),
+    _r2("width-24", "narrower networks (24 channels, not 32)", width=24),
+    _r2("batch-64", "batch 64 (not 32) at the same rates", config={"batch_size": 64}),
+    _r2("batch-16", "batch 16 (not 32) at the same rates", config={"batch_size": 16}),
+    _r2("beta2-0.99", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
+    _r2("refine", "a deeper G: one more 3 x 3 convolution at 14 x 14",
+        generator={"refine": True}),
+    _r2("wide-d", "a wider D (64 channels; G keeps 32)", discriminator={"width": 64}),
+    _r2("deep-d", "a deeper D: a 3 x 3 convolution after each strided one",
+        discriminator={"deep": True}),
+    _r2("batch-spread", "D also sees the batch's spread (minibatch std)",
+        discriminator={"batch_spread": True}),
+    _r2("r1", "R1 (weight 1) on real digits besides spectral norm", preset={"r1": 1.0}),
+    _r2("r1-5", "R1 (weight 5) on real digits besides spectral norm", preset={"r1": 5.0}),
+    _r2("r1-no-sn", "R1 (weight 1) on real digits instead of spectral norm",
+        preset={"r1": 1.0}, discriminator={"spectral": False}),
 ]
 
 
@@ -79,7 +111,8 @@ def register(variant: Variant) -> str:
     from gan_tui.sngan import ProjectionDiscriminator, SnGenerator
 
     name = f"{BASE}-{variant.name}"
-    info = dataclasses.replace(PRESET_INFO[BASE], name=name, **variant.preset)
+    undo = ROUND2_PRESET if variant.round2 else {}
+    info = dataclasses.replace(PRESET_INFO[BASE], name=name, **{**undo, **variant.preset})
     PRESET_INFO[name] = info
     base = PRESETS[BASE]
     width = variant.width or DCGAN_WIDTH
@@ -92,7 +125,7 @@ def register(variant: Variant) -> str:
 
     PRESETS[name] = dataclasses.replace(base, name=name, make_generator=make_g,
                                         make_discriminator=make_d, loss=info.loss,
-                                        augment=info.augment)
+                                        augment=info.augment, r1=info.r1)
     return name
 
 
@@ -103,7 +136,8 @@ def run_variant(variant: Variant, budget: float, samples: int, seed: int, root: 
     if threads:
         torch.set_num_threads(threads)
     preset = register(variant)
-    overrides = {**variant.config, **({"threads": threads} if threads else {})}
+    overrides = {**(ROUND2_CONFIG if variant.round2 else {}), **variant.config,
+                 **({"threads": threads} if threads else {})}
     return bench_preset(preset, budget, samples, seed, "cpu", root, epochs=variant.epochs,
                         overrides=overrides, name=variant.name)
 

@@ -36,10 +36,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from gan_tui.checkpoint import load_generator
+from gan_tui.checkpoint import load_sampler
 from gan_tui.config import TrainConfig
 from gan_tui.events import Event, Finished, StepStats
-from gan_tui.models import PRESETS, cycle_labels
+from gan_tui.models import PRESETS, prior_labels
 from gan_tui.quality import fid_floor, real_scores, score_digits
 from gan_tui.sample import generate
 from gan_tui.train import Trainer
@@ -102,9 +102,11 @@ def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: 
     finished: Finished = trainer.run()
     last = sink.last
     epochs = trainer.epoch + trainer.batch / trainer.steps_per_epoch
-    generator, saved = load_generator(finished.checkpoint or "", trainer.device)
-    labels = cycle_labels(samples) if PRESETS[preset].conditional else None
-    images = generate(generator, samples, saved.latent_dim, seed + 1000, trainer.device, labels)
+    sampler = load_sampler(finished.checkpoint or "", trainer.device)
+    labels = (prior_labels(samples, sampler.class_counts) if PRESETS[preset].conditional
+              else None)
+    images = generate(sampler.generator, samples, sampler.config.latent_dim, seed + 1000,
+                      trainer.device, labels)
     scores = score_digits(torch.from_numpy(images), trainer.device)
     return Result(preset=name, budget_s=budget_s, epochs=round(epochs, 2),
                   steps=trainer.global_step, train_s=round(last.elapsed_s if last else 0.0, 1),

@@ -16,6 +16,7 @@ import stat
 import tempfile
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,16 +206,35 @@ def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:
         raise CheckpointError(f"{path}: its saved settings are not valid ({exc})") from None
 
 
+@dataclass(frozen=True)
+class Sampler:
+    """A trained generator in eval mode, its settings, and (conditional runs) how often
+    each class came in its training data: the mix its scores draw (models.prior_labels)."""
+
+    generator: nn.Module
+    config: TrainConfig
+    class_counts: tuple[int, ...] | None = None
+
+
 def load_generator(path: str | Path, device: torch.device | str = "cpu"
                    ) -> tuple[nn.Module, TrainConfig]:
     """A generator in eval mode from a gan-tui checkpoint or a bare seed state dict."""
+    sampler = load_sampler(path, device)
+    return sampler.generator, sampler.config
+
+
+def load_sampler(path: str | Path, device: torch.device | str = "cpu") -> Sampler:
+    """load_generator's generator and settings, with the training data's class counts
+    where the checkpoint recorded them (older ones did not: None)."""
     from gan_tui.models import build_models
 
     state = load_file(path)
+    counts = None
     if isinstance(state, dict) and state.get("format") == FORMAT:
         config = config_of(state, path)
         # The EMA generator, where the run kept one, is the one its samples came from.
         weights = state.get("generator_ema") or state["generator"]
+        counts = _class_counts_of(state)
     elif _looks_like_state_dict(state):
         weights = state
         config = TrainConfig(latent_dim=_latent_dim_of(state, path))
@@ -227,7 +247,16 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
     except Exception as exc:
         raise CheckpointError(f"{path}: weights do not fit the {config.preset!r} generator "
                               f"({first_line(exc)})") from None
-    return generator.to(device).eval(), config
+    return Sampler(generator.to(device).eval(), config, counts)
+
+
+def _class_counts_of(state: dict[str, Any]) -> tuple[int, ...] | None:
+    """The recorded class counts, or None where absent or not a list of counts."""
+    counts = state.get("class_counts")
+    if (not isinstance(counts, list | tuple) or not counts
+            or not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) == 0):
+        return None
+    return tuple(counts)
 
 
 def _looks_like_state_dict(obj: Any) -> bool:

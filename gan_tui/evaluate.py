@@ -54,20 +54,22 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run `gan-tui eval`; known failures raise GanTuiError (one line in the CLI)."""
     import torch
 
-    from gan_tui.checkpoint import find_checkpoint, load_generator
-    from gan_tui.models import cycle_labels
+    from gan_tui.checkpoint import find_checkpoint, load_sampler
+    from gan_tui.models import prior_labels
     from gan_tui.quality import real_scores, score_digits
     from gan_tui.sample import generate
     from gan_tui.train import resolve_device
 
     device = resolve_device(args.device)
     path = find_checkpoint(args.checkpoint)
-    generator, config = load_generator(path, device)
+    sampler = load_sampler(path, device)
+    config = sampler.config
     seed = secrets.randbelow(SEED_LIMIT) if args.seed is None else args.seed
-    # Conditional models: every class equally often, so coverage measures the model.
-    labels = cycle_labels(args.n) if is_conditional(config.preset) else None
+    # Conditional models: classes in their training data's mix, as the real digits.
+    labels = (prior_labels(args.n, sampler.class_counts) if is_conditional(config.preset)
+              else None)
     began = time.monotonic()
-    images = generate(generator, args.n, config.latent_dim, seed, device, labels)
+    images = generate(sampler.generator, args.n, config.latent_dim, seed, device, labels)
     if not np.isfinite(images).all():
         raise EvalError(f"{path}: the generator produces NaN or infinite pixels")
     scores = score_digits(torch.from_numpy(images), device)

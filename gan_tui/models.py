@@ -6,7 +6,7 @@ so a state dict saved by the seed's own script loads into these classes as is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,28 @@ class ConvDiscriminator(nn.Module):
 
 
 def cycle_labels(count: int) -> Tensor:
-    """0, 1, ..., 9, 0, 1, ...: every class equally often (fixed samples, scoring)."""
+    """0, 1, ..., 9, 0, 1, ...: every class equally often (the fixed digits on screen)."""
     return torch.arange(count) % NUM_CLASSES
+
+
+def prior_labels(count: int, class_counts: Sequence[int] | None) -> Tensor:
+    """`count` labels in the proportions of `class_counts` (the training data's classes),
+    interleaved so that every prefix is within one of each class's share; None (a model
+    saved before its classes were recorded): every class equally often, as cycle_labels.
+
+    Scores draw classes this way because the data's mix is part of the distribution a
+    conditional model learns: MNIST's test split has 1,135 ones but 892 fives, and
+    drawing them evenly costs real digits themselves 0.4 FID (README, quality).
+    """
+    weights = torch.ones(NUM_CLASSES) if class_counts is None else torch.tensor(
+        [float(c) for c in class_counts])
+    share = weights / weights.sum()
+    # The k-th label of class c is due at (k + 1/2) / share_c (Sainte-Lague's divisors):
+    # taking labels in order of their due times keeps every prefix proportional.
+    per_class = int(count * share.max()) + 2
+    due = (torch.arange(per_class).unsqueeze(0) + 0.5) / share.clamp_min(1e-12).unsqueeze(1)
+    order = torch.argsort(due.flatten(), stable=True)[:count]
+    return order // per_class
 
 
 def need_labels(labels: Tensor | None) -> Tensor:
@@ -150,6 +170,7 @@ class Preset:
     defaults: dict[str, Any] = field(default_factory=dict)
     loss: str = "bce"  # gan_tui.train.losses
     augment: str = ""  # DiffAugment policy (gan_tui.train.augment); "" = none
+    r1: float = 0.0  # R1 penalty weight on D's gradients at real digits (GanStep); 0 = none
 
 
 # Channel width of the convolutional presets: small enough for CPU training.
@@ -160,7 +181,7 @@ def _preset(name: str, make_generator: Callable[[int], nn.Module],
             make_discriminator: Callable[[], nn.Module]) -> Preset:
     info = PRESET_INFO[name]
     return Preset(name, info.description, make_generator, make_discriminator,
-                  info.conditional, dict(info.defaults), info.loss, info.augment)
+                  info.conditional, dict(info.defaults), info.loss, info.augment, info.r1)
 
 
 PRESETS: dict[str, Preset] = {

@@ -67,26 +67,42 @@ class ProjectionDiscriminator(nn.Module):
     """Spectrally normalised conditional D: forward(x, labels) -> N x 1 raw scores."""
 
     def __init__(self, width: int = 32, num_classes: int = NUM_CLASSES,
-                 spectral: bool = True, projection: bool = True) -> None:
+                 spectral: bool = True, projection: bool = True,
+                 batch_spread: bool = False, deep: bool = False) -> None:
         """`spectral`, `projection` False: for the ablation (benchmarks.ablation); without
-        projection the class enters as a learned input plane, as in the cgan preset."""
+        projection the class enters as a learned input plane, as in the cgan preset.
+        `batch_spread`: D also sees how much the batch's features vary (minibatch
+        standard deviation, Karras et al. 2018), so a G short of variety shows.
+        `deep`: a 3 x 3 convolution after each strided one (as SNGAN's CNN D)."""
         super().__init__()
         norm = spectral_norm if spectral else (lambda module: module)
-        features = 2 * width * 7 * 7
+        self.batch_spread = batch_spread
+        features = 2 * width * 7 * 7 + int(batch_spread)
         self.plane = None if projection else nn.Embedding(num_classes, 28 * 28)
-        self.features = nn.Sequential(
-            norm(nn.Conv2d(1 if projection else 2, width, 4, stride=2, padding=1)),
-            nn.LeakyReLU(0.1),
-            norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), nn.LeakyReLU(0.1),
-            nn.Flatten(),
-        )
+
+        def block(into: int, out: int) -> list[nn.Module]:
+            layers = [norm(nn.Conv2d(into, out, 4, stride=2, padding=1)), nn.LeakyReLU(0.1)]
+            if deep:
+                layers += [norm(nn.Conv2d(out, out, 3, padding=1)), nn.LeakyReLU(0.1)]
+            return layers
+
+        self.features = nn.Sequential(*block(1 if projection else 2, width),
+                                      *block(width, 2 * width), nn.Flatten())
         self.score = norm(nn.Linear(features, 1))
         self.embed = norm(nn.Embedding(num_classes, features)) if projection else None
+
+    def phi(self, x: Tensor) -> Tensor:
+        """The features D scores: its convolutions' (and the batch's spread)."""
+        h = self.features(x)
+        if not self.batch_spread:
+            return h
+        spread = h.std(dim=0, unbiased=False).mean() if h.size(0) > 1 else h.new_zeros(())
+        return torch.cat([h, spread.expand(h.size(0), 1)], dim=1)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.plane is not None:
             x = torch.cat([x, self.plane(need_labels(labels)).view(-1, 1, 28, 28)], dim=1)
-        h = self.features(x)
+        h = self.phi(x)
         out = self.score(h)
         if self.embed is not None:
             out = out + (self.embed(need_labels(labels)) * h).sum(1, keepdim=True)

@@ -192,3 +192,20 @@ def test_ablation_benchmark_trains_a_variant_of_sngan(tmp_path, capsys):
     [result] = json.loads(out.read_text())
     assert result["preset"] == "no-projection" and result["budget_s"] == 1
     assert "no-projection: class as an input plane" in capsys.readouterr().out
+
+
+def test_ablation_round2_variants_undo_this_rounds_sngan_changes():
+    from unittest.mock import patch
+
+    from benchmarks.ablation import ROUND2_CONFIG, VARIANTS, register
+    from gan_tui.models import PRESETS
+    from gan_tui.presets import PRESET_INFO
+
+    by_name = {v.name: v for v in VARIANTS}
+    # register() adds presets to this process: give the other tests their lists back.
+    with patch.dict(PRESETS), patch.dict(PRESET_INFO):
+        assert PRESETS[register(by_name["full"])].r1 == PRESETS["sngan"].r1 > 0
+        assert PRESETS[register(by_name["round-2"])].r1 == 0
+        assert PRESETS[register(by_name["r1"])].r1 == 1.0  # a round-2 variant's own change
+    assert "sngan-full" not in PRESETS and "sngan-full" not in PRESET_INFO
+    assert ROUND2_CONFIG["batch_size"] != PRESETS["sngan"].defaults["batch_size"]

@@ -267,8 +267,8 @@ class FixedNoiseStep(GanStep):
 
     noise: torch.Tensor
 
-    def draw_inputs(self, size, conditional):
-        return self.noise, None
+    def draw_noise(self, size):
+        return self.noise
 
 
 def two_steps(dist: Dist) -> dict[str, torch.Tensor]:

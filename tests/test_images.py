@@ -134,6 +134,28 @@ def test_cgan_trains_on_a_folder_and_draws_the_class_asked_for(tmp_path, digits,
     assert fresh and fresh[0].labels == (7,) * 8
 
 
+def test_a_class_the_folder_lacks_is_a_notice_not_untrained_samples(tmp_path, digits,
+                                                                   small_config, monkeypatch):
+    monkeypatch.setenv("GAN_TUI_CACHE_DIR", str(tmp_path / "cache"))
+    folder = make_folder(tmp_path, digits, classes=3)
+
+    def ask(event):
+        if isinstance(event, Started):
+            trainer.send(Sample(count=4, digit=7))  # key 7: no such class here
+            trainer.send(Sample(count=4, digit=2))
+
+    recorder = Recorder(ask)
+    from gan_tui.train import Trainer
+
+    trainer = Trainer(small_config(preset="cgan", data_dir=str(folder), epochs=1, limit=None,
+                                   quality_samples=0, batch_size=32), recorder)
+    trainer.run()
+    fresh = [s for s in recorder.of(Samples) if not s.fixed]
+    assert [s.labels for s in fresh] == [(2,) * 4]
+    errors = [e.message for e in recorder.events if type(e).__name__ == "Error"]
+    assert "no class 7 in this run's data (it has 0, 1, 2)" in errors
+
+
 def test_arrays_by_path(tmp_path, digits, small_config):
     floats = digits.images[:300].astype(np.float32) / 127.5 - 1  # [-1, 1]
     np.save(tmp_path / "d.npy", floats)

@@ -134,6 +134,26 @@ def test_conditional_samples_carry_labels_and_digit_requests_are_obeyed(preset, 
     assert events.of(Finished)[0].reason == "completed"
 
 
+@pytest.mark.parametrize("preset", ["cgan", "sngan"])
+def test_conditional_fakes_take_the_real_batchs_classes_and_checkpoints_record_the_mix(
+        preset, small_config):
+    # D compares like with like: each step's fakes carry the real batch's labels, so
+    # fakes come in the data's class mix; the checkpoint records that mix for scoring.
+    seen: list[torch.Tensor] = []
+    trainer = Trainer(small_config(preset=preset, limit=96, epochs=1, quality_samples=0),
+                      Recorder())
+    trainer.discriminator.register_forward_pre_hook(
+        lambda module, args: seen.append(args[1].clone()))
+    trainer.run()
+    assert len(seen) == 3 * trainer.steps_per_epoch  # fake, real, then fake for G's loss
+    for fake, real, fake_for_g in zip(seen[0::3], seen[1::3], seen[2::3], strict=True):
+        assert torch.equal(fake, real) and torch.equal(fake_for_g, real)
+    data_mix = torch.bincount(trainer.labels.cpu(), minlength=10).tolist()
+    assert len(set(data_mix)) > 1  # 96 digits: an uneven mix, so the check means something
+    sampler = ckpt.load_sampler(trainer.checkpoint_dir / "last.pt")
+    assert sampler.class_counts == tuple(data_mix)
+
+
 def test_unconditional_presets_ignore_the_digit(small_config):
     def react(event):
         if isinstance(event, StepStats) and event.global_step == 1:
@@ -171,7 +191,7 @@ def test_the_ema_draws_with_batchnorm_statistics_of_its_own_outputs(small_config
     assert means and not any(torch.allclose(ema[key], raw[key]) for key in means)
     loaded, config = ckpt.load_generator(trainer.checkpoint_dir / "last.pt")
     random_state = torch.get_rng_state()
-    standing_statistics(loaded, config.latent_dim, torch.device("cpu"), conditional=False)
+    standing_statistics(loaded, config.latent_dim, torch.device("cpu"), labels=None)
     assert torch.equal(torch.get_rng_state(), random_state)  # training's draws untouched
     assert not loaded.training
     for key in means:

@@ -16,6 +16,7 @@ from gan_tui.data import load_bundled, to_tensor
 from gan_tui.events import EpochEnd, Error, Finished, Quality, Samples
 from gan_tui.headless import run_headless
 from gan_tui.metrics import read_metrics
+from gan_tui.models import prior_labels
 from gan_tui.quality import (
     class_scores,
     feature_stats,
@@ -62,6 +63,30 @@ def test_the_floor_is_what_real_digits_score_and_shrinks_with_the_count():
     assert fid_floor(10_000) == fid_floor(5000)  # two chunks of 5,000 each
     scores = score_digits(a[:1000])
     assert scores.floor == fid_floor(1000) and "(real vs real " in scores.line()
+
+
+def test_scored_classes_follow_the_data_mix_in_every_prefix():
+    counts = torch.bincount(torch.from_numpy(load_bundled().labels), minlength=10)
+    labels = prior_labels(10_000, counts.tolist())
+    assert torch.equal(torch.bincount(labels, minlength=10), counts)
+    share = counts.double() / counts.sum()
+    for size in (16, 100, 1000, 5000, 7777):
+        prefix = torch.bincount(labels[:size], minlength=10).double()
+        assert ((prefix - size * share).abs() <= 1).all()
+    assert torch.equal(prior_labels(25, None), torch.arange(25) % 10)  # unrecorded: even
+    assert set(prior_labels(50, [0, 3] + [0] * 7 + [1]).tolist()) == {1, 9}
+
+
+def test_real_digits_drawn_evenly_score_worse_than_in_their_own_mix():
+    # Why scores draw classes in the data's mix: half A's digits, taken 446 of each class
+    # (the rarest class's count), score about 0.4 FID worse than as many in A's own mix.
+    a, _ = real_halves()
+    labels = quality.classify(a)[1].argmax(1)  # 98.5 % right: near enough to the labels
+    rarest = int(torch.bincount(labels, minlength=10).min())
+    even = torch.cat([torch.nonzero(labels == c).flatten()[:rarest] for c in range(10)])
+    own_mix = torch.arange(len(even))  # A is shuffled: a prefix is a fair sample of it
+    fid_even, fid_own = (score_digits(a[pick]).fid for pick in (even, own_mix))
+    assert fid_even > fid_own + 0.2
 
 
 def test_scores_order_real_then_noised_then_pure_noise(real_digits):

@@ -256,6 +256,15 @@ def test_bad_message_closes_that_viewer_only(server, junk):
     other.close()
 
 
+def test_a_socket_that_cannot_be_bound_is_an_error_that_keeps_no_descriptor(tmp_path):
+    too_long = tmp_path / ("x" * 120 + ".sock")  # over AF_UNIX's ~108-byte path limit
+    before = set(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(OSError):
+            ControlServer(too_long, tmp_path, lambda command: None, lambda line: None).start()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
 def test_other_uid_is_refused_before_anything_is_read(sock_dir, tmp_path):
     commands: list = []
     lines: list[str] = []

@@ -96,6 +96,41 @@ def test_sngan_networks_are_cpu_sized_conditional_and_give_raw_scores():
     assert count_parameters(deeper) > count_parameters(g)
 
 
+def test_the_ablations_discriminator_options_change_what_d_sees():
+    x, labels = torch.randn(6, 1, 28, 28), torch.arange(6)
+    plain = ProjectionDiscriminator()
+    deep = ProjectionDiscriminator(deep=True)
+    assert count_parameters(deep) > count_parameters(plain)
+    assert deep(x, labels).shape == (6, 1)
+    # Loading round 2's sngan checkpoints needs the default's names unchanged.
+    assert set(plain.state_dict()) == set(ProjectionDiscriminator(deep=False).state_dict())
+    spread = ProjectionDiscriminator(batch_spread=True).eval()
+    alike = x[:1].repeat(6, 1, 1, 1)
+    # One image's score moves with the rest of its batch: D sees the batch's variety.
+    assert spread(x, labels)[0] != spread(torch.cat([x[:1], alike[1:]]), labels)[0]
+    assert spread(x[:1], labels[:1]).shape == (1, 1)  # a batch of one: no spread, no error
+
+
+def test_r1_penalises_d_gradients_at_real_digits_every_fourth_step():
+    # D(x) = <w, x>: its gradient at any x is w, so R1 is r1 / 2 * ||w||^2 (times 4, lazy).
+    from gan_tui.train.step import R1_EVERY, GanStep
+
+    def d_loss(r1: float, step: int) -> float:
+        torch.manual_seed(0)
+        generator = torch.nn.Sequential(torch.nn.Linear(3, 784), torch.nn.Unflatten(1, (1, 28, 28)))
+        discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1, bias=False))
+        with torch.no_grad():
+            discriminator[1].weight.fill_(0.01)
+        opt = torch.optim.SGD(discriminator.parameters(), lr=0.0)
+        gan_step = GanStep(generator, discriminator, torch.optim.SGD(generator.parameters(), 0.0),
+                           opt, HingeLoss(), 3, torch.device("cpu"), r1=r1)
+        return float(gan_step(torch.randn(4, 1, 28, 28), step=step)[1])
+
+    penalty = 2.0 / 2 * R1_EVERY * 784 * 0.01 ** 2
+    assert d_loss(2.0, step=8) == pytest.approx(d_loss(0.0, step=8) + penalty, rel=1e-5)
+    assert d_loss(2.0, step=9) == pytest.approx(d_loss(0.0, step=9))  # lazy: not this step
+
+
 def test_spectral_norm_holds_each_layer_of_d_near_one():
     d = ProjectionDiscriminator()
     x, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
@@ -125,7 +160,7 @@ def test_cli_help_lists_sngan_and_applies_its_defaults(capsys):
     args = build_parser().parse_args(["train", "--preset", "sngan"])
     config, _ = config_from_args(args)
     assert (config.lr_g, config.lr_d, config.beta1, config.beta2) == (1.6e-3, 3.2e-3, 0.0, 0.9)
-    assert (config.batch_size, config.ema) == (32, 0.999)
+    assert (config.batch_size, config.ema, PRESETS['sngan'].r1) == (64, 0.999, 1.0)
 
 
 # ------------------------------------------------------------- the promises

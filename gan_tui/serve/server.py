@@ -141,6 +141,19 @@ class ControlServer:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        try:
+            self._listen(listener)
+        except BaseException:  # e.g. a path too long to bind: give every descriptor back
+            listener.close()
+            self._shutdown()
+            self._closed.set()
+            raise
+        self._thread = threading.Thread(target=self._serve, name="gan-tui-control",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _listen(self, listener: socket.socket) -> None:
         old_umask = os.umask(0o177)  # born 0600: no moment where others may connect
         try:
             listener.bind(str(self.socket_path))
@@ -151,10 +164,6 @@ class ControlServer:
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._thread = threading.Thread(target=self._serve, name="gan-tui-control",
-                                        daemon=True)
-        self._thread.start()
-        return self
 
     def close(self) -> None:
         """Flush what viewers can take (the ending), close them and remove the socket."""

@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
-
-from gan_tui.models import cycle_labels
+from torch import Tensor, nn
 
 # Standing statistics (BigGAN, Brock et al. 2019): before the EMA draws or is saved, its
 # BatchNorm statistics are recomputed from its own outputs. Copied from G, they pair the
@@ -46,10 +44,11 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 @torch.no_grad()
 def standing_statistics(generator: nn.Module, latent_dim: int, device: torch.device,
-                        conditional: bool) -> None:
+                        labels: Tensor | None) -> None:
     """Replace `generator`'s BatchNorm running statistics by their mean over STANDING_DRAWS
-    of its own outputs (fixed noise and balanced classes: the same weights always get the
-    same statistics, so resumes stay exact). The global random state is left alone."""
+    of its own outputs (fixed noise, and for a conditional G the STANDING_BATCH class
+    `labels` every batch: the same weights always get the same statistics, so resumes
+    stay exact). The global random state is left alone."""
     norms = [m for m in generator.modules() if isinstance(m, (*_NORMS, nn.SyncBatchNorm))]
     if not norms or any(isinstance(m, nn.SyncBatchNorm) for m in norms):
         return  # under --sync-bn training mode would all-reduce, on rank 0 alone
@@ -58,7 +57,7 @@ def standing_statistics(generator: nn.Module, latent_dim: int, device: torch.dev
         norm.reset_running_stats()
         norm.momentum = None  # a plain mean over the batches below
     rng = torch.Generator().manual_seed(0)
-    labels = cycle_labels(STANDING_BATCH).to(device) if conditional else None
+    labels = None if labels is None else labels.to(device)
     generator.train()
     try:
         for _ in range(STANDING_DRAWS // STANDING_BATCH):

@@ -39,14 +39,14 @@ from gan_tui.events import (
     Stop,
 )
 from gan_tui.metrics import EPOCH, LOG, WINDOW, RunningStats
-from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels
+from gan_tui.models import NUM_CLASSES, PRESETS, build_models, cycle_labels, prior_labels
 from gan_tui.process import Presence, ThreadShare
 from gan_tui.serve.registry import runtime_dir
 from gan_tui.train import state as run_state
 from gan_tui.train.augment import make_augment
 from gan_tui.train.control import Control
 from gan_tui.train.dist import Dist
-from gan_tui.train.ema import ema_decay, make_ema, standing_statistics
+from gan_tui.train.ema import STANDING_BATCH, ema_decay, make_ema, standing_statistics
 from gan_tui.train.losses import make_loss
 from gan_tui.train.rundir import RunDir, choose_run_dir
 from gan_tui.train.sampling import generate_tensor, label_tuple, requested_inputs, to_images
@@ -93,7 +93,7 @@ class Trainer:
 
         self._load_data()
         self._build_models()
-        self.scorer = QualityScorer(config, self.device, self.conditional, self.emit, self._log)
+        self.scorer = QualityScorer(config, self.device, self.score_labels, self.emit, self._log)
         self.scorer.on = self.scorer.on and self.dist.is_zero
 
         # Separate generators: showing samples must not change the training trajectory.
@@ -125,11 +125,16 @@ class Trainer:
         config = self.config
         digits = load_digits(config.dataset, config.split, config.data_dir, config.limit,
                              config.invert)
-        if PRESETS[config.preset].conditional and (problem := conditional_problem(digits)):
+        self.conditional = PRESETS[config.preset].conditional
+        if self.conditional and (problem := conditional_problem(digits)):
             raise DataError(problem)
         self.dataset_name = digits.source
         self.data = to_tensor(digits.images, self.device)
         self.labels = torch.from_numpy(digits.labels).to(self.device)
+        # The data's class mix, which scores and standing statistics draw (prior_labels).
+        self.class_counts = (tuple(int(c) for c in np.bincount(digits.labels,
+                                                                minlength=NUM_CLASSES))
+                             if self.conditional else None)
         self.steps_per_epoch = steps_per_epoch(len(self.data), config.batch_size,
                                                self.dist.ranks.world_size)
 
@@ -143,14 +148,13 @@ class Trainer:
         betas = (config.beta1, config.beta2)
         self.opt_g = make_adam(self.generator.parameters(), config.lr_g, betas)
         self.opt_d = make_adam(self.discriminator.parameters(), config.lr_d, betas)
-        self.conditional = PRESETS[config.preset].conditional
         # An EMA copy of G for samples and scores only; deepcopy draws no random numbers.
         self.generator_ema = make_ema(self.generator) if config.ema > 0 else None
         self._ema_statistics_at: int | None = None  # the step its standing statistics are for
         self.gan_step = GanStep(self.generator, self.discriminator, self.opt_g, self.opt_d,
                                 self.loss, config.latent_dim, self.device,
                                 self.generator_ema, self.dist.gradient_sync(),
-                                make_augment(preset.augment))
+                                make_augment(preset.augment), preset.r1)
 
     # ------------------------------------------------------------ the run folder
 
@@ -215,7 +219,8 @@ class Trainer:
         decay = ema_decay(self.config.ema, self.global_step)
         if self.config.lr_decay:
             self._decay_learning_rates()
-        self.stats.add(self.gan_step(real, labels, decay), images or real.size(0))
+        self.stats.add(self.gan_step(real, labels, decay, self.global_step),
+                       images or real.size(0))
 
     def _decay_learning_rates(self) -> None:
         """--lr-decay: this step's rates, a function of the step alone (resumes exactly)."""
@@ -416,6 +421,11 @@ class Trainer:
         if command.digit is not None and not 0 <= command.digit < NUM_CLASSES:
             self.emit(Error(f"no digit {command.digit}: choose 0-9", fatal=False))
             return
+        if command.digit is not None and self.class_counts and not self.class_counts[command.digit]:
+            present = ", ".join(str(c) for c, n in enumerate(self.class_counts) if n)
+            self.emit(Error(f"no class {command.digit} in this run's data (it has {present})",
+                            fatal=False))
+            return
         noise, labels = requested_inputs(count, command.digit, self.config.latent_dim,
                                          self.sample_rng, self.conditional)
         self.emit(Samples(self.epoch, self.global_step, self.generate(noise, labels),
@@ -445,12 +455,17 @@ class Trainer:
         model = ema if ema is not None else self.generator  # (a Sequential's truth is its length)
         return generate_tensor(model, noise, labels, self.device)
 
+    def score_labels(self, count: int) -> Tensor | None:
+        """Labels for `count` scored draws in the training data's class mix (None for an
+        unconditional preset)."""
+        return prior_labels(count, self.class_counts) if self.conditional else None
+
     def _ready_ema(self) -> nn.Module | None:
         """The EMA generator (None without one), its BatchNorm statistics its own for the
         current step (train/ema.py), computed at most once a step."""
         if self.generator_ema is not None and self._ema_statistics_at != self.global_step:
             standing_statistics(self.generator_ema, self.config.latent_dim, self.device,
-                                self.conditional)
+                                self.score_labels(STANDING_BATCH))
             self._ema_statistics_at = self.global_step
         return self.generator_ema
 

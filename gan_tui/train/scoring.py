@@ -14,7 +14,6 @@ from torch import Tensor
 from gan_tui.config import TrainConfig
 from gan_tui.errors import GanTuiError
 from gan_tui.events import Error, Quality, Sink
-from gan_tui.models import cycle_labels
 from gan_tui.quality import prepare_scoring, score_digits
 
 # The quality classifier knows MNIST digits only: scores on these datasets mean nothing.
@@ -29,8 +28,11 @@ Generate = Callable[[Tensor, "Tensor | None"], Tensor]
 class QualityScorer:
     """Scores `config.quality_samples` digits; emits Quality and logs a record."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, conditional: bool,
-                 emit: Sink, log: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, config: TrainConfig, device: torch.device,
+                 labels_for: Callable[[int], Tensor | None], emit: Sink,
+                 log: Callable[[dict[str, Any]], None]) -> None:
+        """`labels_for(count)`: the class labels of `count` scored draws (None for an
+        unconditional preset)."""
         # The classifier knows MNIST digits: other data (a folder of your own images,
         # an array file, Fashion-MNIST...) would be scored against digits it is not.
         self.on = (config.quality_samples > 0 and config.dataset not in UNSCORED_DATASETS
@@ -39,7 +41,7 @@ class QualityScorer:
         self._latent_dim = config.latent_dim
         self._seed = config.seed
         self._device = device
-        self._conditional = conditional
+        self._labels_for = labels_for
         self._emit = emit
         self._log = log
 
@@ -60,7 +62,7 @@ class QualityScorer:
         # Own generator, seeded per run: scoring never touches the training RNG.
         rng = torch.Generator().manual_seed(self._seed + 3)
         noise = torch.randn(count, self._latent_dim, generator=rng)
-        labels = cycle_labels(count) if self._conditional else None
+        labels = self._labels_for(count)
         try:
             scores = score_digits(generate(noise, labels), self._device)
         except _SCORING_ERRORS as exc:

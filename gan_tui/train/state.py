@@ -55,6 +55,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "sample_rng": trainer.sample_rng.get_state(),
         "rng": ckpt.capture_rng(),
         "history": list(trainer.history),
+        **({"class_counts": list(trainer.class_counts)} if trainer.class_counts else {}),
         "torch_version": str(torch.__version__),
         "saved_at": datetime.now().isoformat(timespec="seconds"),
     }

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gan_tui.models import NUM_CLASSES
 from gan_tui.train.augment import Augment
 from gan_tui.train.ema import update_ema
 from gan_tui.train.losses import GanLoss
@@ -28,6 +27,9 @@ def call(model: nn.Module, x: Tensor, labels: Tensor | None) -> Tensor:
     return model(x) if labels is None else model(x, labels)
 
 
+R1_EVERY = 4  # steps between R1 penalties (lazy regularisation)
+
+
 class GanStep:
     """One optimisation step of a generator/discriminator pair, exactly as the seed.
 
@@ -35,9 +37,12 @@ class GanStep:
     Under torchrun `sync_gradients` averages each network's gradients over the ranks
     before its optimizer step, so every rank takes the same step (G and D apart: never
     one wrapper over both).
-    Conditional presets get `labels` for the real batch; their fakes get random labels,
-    drawn after the noise (unconditional presets draw nothing extra). With `augment`
+    Conditional presets get `labels` for the real batch, and their fakes take the same
+    labels: the data's class mix (drawn evenly, fakes put 892 fives beside the data's
+    1,135 ones), and D compares like with like. With `augment`
     (DiffAugment) D sees every image, real or fake, through it, and so does G's loss.
+    With `r1` > 0, every R1_EVERY-th step (by the trainer's `step` count, so resumes stay
+    exact) D's loss also penalises its gradients at the real digits.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module,
@@ -45,11 +50,12 @@ class GanStep:
                  loss: GanLoss, latent_dim: int, device: torch.device,
                  generator_ema: nn.Module | None = None,
                  sync_gradients: GradientSync | None = None,
-                 augment: Augment | None = None) -> None:
+                 augment: Augment | None = None, r1: float = 0.0) -> None:
         self.generator, self.discriminator = generator, discriminator
         self.opt_g, self.opt_d = opt_g, opt_d
         self.loss = loss
         self.augment = augment
+        self.r1 = r1
         self.latent_dim = latent_dim
         self.device = device
         self.generator_ema = generator_ema
@@ -59,17 +65,21 @@ class GanStep:
         self._g_params = [p for p in generator.parameters() if p.requires_grad]
 
     def __call__(self, real: Tensor, labels: Tensor | None = None,
-                 ema_decay: float = 0.0) -> Tensor:
+                 ema_decay: float = 0.0, step: int = 0) -> Tensor:
         """Train on one batch; return [g_loss, d_loss, D(real) mean, D(fake) mean] on the
         device (reading it is the caller's choice of when to sync)."""
-        noise, fake_labels = self.draw_inputs(real.size(0), labels is not None)
+        noise, fake_labels = self.draw_noise(real.size(0)), labels
         fake = call(self.generator, noise, fake_labels)
 
         fake_score = call(self.discriminator, self._seen(fake.detach()), fake_labels)
         d_fake_loss = self.loss.d_fake(fake_score)
-        real_score = call(self.discriminator, self._seen(real), labels)
+        penalise = self.r1 > 0 and step % R1_EVERY == 0
+        seen_real = self._seen(real).detach().requires_grad_(penalise)
+        real_score = call(self.discriminator, seen_real, labels)
         d_real_loss = self.loss.d_real(real_score)
         d_loss = d_fake_loss + d_real_loss
+        if penalise:
+            d_loss = d_loss + self._r1_penalty(real_score, seen_real)
         self.opt_d.zero_grad()
         d_loss.backward()
         if self.sync_gradients is not None:
@@ -90,16 +100,19 @@ class GanStep:
             return torch.stack([g_loss, d_loss, self.loss.probability(real_score).mean(),
                                 self.loss.probability(fake_score).mean()])
 
+    def _r1_penalty(self, real_score: Tensor, seen_real: Tensor) -> Tensor:
+        """R1 (Mescheder et al. 2018): r1 / 2 * E ||grad_x D(x)||^2 at real digits, taken
+        every R1_EVERY steps and weighted as many times ("lazy", as StyleGAN2)."""
+        (grad,) = torch.autograd.grad(real_score.sum(), seen_real, create_graph=True)
+        return grad.square().flatten(1).sum(1).mean() * (self.r1 / 2 * R1_EVERY)
+
     def _seen(self, images: Tensor) -> Tensor:
         """The images as D sees them: through DiffAugment where the preset uses it."""
         return images if self.augment is None else self.augment(images)
 
-    def draw_inputs(self, size: int, conditional: bool) -> tuple[Tensor, Tensor | None]:
-        """G's noise for `size` fakes, then (conditional presets) their random labels."""
-        noise = torch.randn(size, self.latent_dim, device=self.device)
-        if not conditional:
-            return noise, None
-        return noise, torch.randint(0, NUM_CLASSES, (size,), device=self.device)
+    def draw_noise(self, size: int) -> Tensor:
+        """G's noise for `size` fakes."""
+        return torch.randn(size, self.latent_dim, device=self.device)
 
     def _score_with_d_frozen(self, fake: Tensor, fake_labels: Tensor | None) -> Tensor:
         """D(G(z)) for G's loss.

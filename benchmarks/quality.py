@@ -39,7 +39,7 @@ from rich.table import Table
 from gan_tui.checkpoint import load_sampler
 from gan_tui.config import TrainConfig
 from gan_tui.events import Event, Finished, StepStats
-from gan_tui.models import PRESETS, prior_labels
+from gan_tui.models import PRESETS
 from gan_tui.quality import fid_floor, real_scores, score_digits
 from gan_tui.sample import generate
 from gan_tui.train import Trainer
@@ -103,8 +103,7 @@ def bench_preset(preset: str, budget_s: float, samples: int, seed: int, device: 
     last = sink.last
     epochs = trainer.epoch + trainer.batch / trainer.steps_per_epoch
     sampler = load_sampler(finished.checkpoint or "", trainer.device)
-    labels = (prior_labels(samples, sampler.class_counts) if PRESETS[preset].conditional
-              else None)
+    labels = sampler.score_labels(samples)
     images = generate(sampler.generator, samples, sampler.config.latent_dim, seed + 1000,
                       trainer.device, labels)
     scores = score_digits(torch.from_numpy(images), trainer.device)

@@ -36,8 +36,6 @@ from torch import Tensor, nn
 
 from gan_tui.checkpoint import load_sampler
 from gan_tui.classifier import DigitClassifier
-from gan_tui.models import prior_labels
-from gan_tui.presets import is_conditional
 from gan_tui.quality import (
     chunk_size,
     feature_stats,
@@ -161,7 +159,7 @@ def label(path: Path) -> str:
 def samples_of(path: Path, n: int, seed: int) -> Tensor:
     sampler = load_sampler(path, "cpu")
     config = sampler.config
-    labels = prior_labels(n, sampler.class_counts) if is_conditional(config.preset) else None
+    labels = sampler.score_labels(n)
     images = generate(sampler.generator, n, config.latent_dim, seed, "cpu", labels)
     return torch.nan_to_num(torch.from_numpy(images), nan=0.0).clamp(-1, 1)
 

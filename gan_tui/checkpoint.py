@@ -215,6 +215,16 @@ class Sampler:
     config: TrainConfig
     class_counts: tuple[int, ...] | None = None
 
+    def score_labels(self, count: int) -> torch.Tensor | None:
+        """Labels for `count` scored draws in the training data's class mix (None for an
+        unconditional preset)."""
+        from gan_tui.models import prior_labels
+        from gan_tui.presets import is_conditional
+
+        if not is_conditional(self.config.preset):
+            return None
+        return prior_labels(count, self.class_counts)
+
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu"
                    ) -> tuple[nn.Module, TrainConfig]:

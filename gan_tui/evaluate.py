@@ -19,7 +19,6 @@ from rich.table import Table
 
 from gan_tui.config import DEVICES
 from gan_tui.errors import GanTuiError
-from gan_tui.presets import is_conditional
 from gan_tui.sample import SEED_LIMIT, int_at_least, parse_seed
 
 if TYPE_CHECKING:  # torch loads only when the command runs: `gan-tui --help` stays quick
@@ -55,7 +54,6 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from gan_tui.checkpoint import find_checkpoint, load_sampler
-    from gan_tui.models import prior_labels
     from gan_tui.quality import real_scores, score_digits
     from gan_tui.sample import generate
     from gan_tui.train import resolve_device
@@ -65,9 +63,7 @@ def run_eval(args: argparse.Namespace) -> int:
     sampler = load_sampler(path, device)
     config = sampler.config
     seed = secrets.randbelow(SEED_LIMIT) if args.seed is None else args.seed
-    # Conditional models: classes in their training data's mix, as the real digits.
-    labels = (prior_labels(args.n, sampler.class_counts) if is_conditional(config.preset)
-              else None)
+    labels = sampler.score_labels(args.n)  # classes in their data's mix, as real digits
     began = time.monotonic()
     images = generate(sampler.generator, args.n, config.latent_dim, seed, device, labels)
     if not np.isfinite(images).all():

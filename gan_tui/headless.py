@@ -196,7 +196,14 @@ def run_headless(config: TrainConfig, resume: str | Path | None = None, force: b
                       on_divergence="stop")
     freeze_startup_objects()
     with stop_on_signals(trainer) as received, hosted(trainer) if zero else nullcontext():
-        finished = trainer.run()
+        try:
+            finished = trainer.run()
+        except Exception:
+            if not trainer.dist.distributed:
+                raise  # one process: a bug's traceback is worth having
+            # Under torchrun this is mostly another rank's death, seen as a failed
+            # collective: rank 0 has printed the error line; the launcher names the rank.
+            return 1
     if not zero:
         return exit_code(finished, received)
     if sink.console_lost:

@@ -1,6 +1,7 @@
 """`gan-tui train --nproc-per-node N`: several training processes through torch's own
-launcher, `python -m torch.distributed.run` (torchrun), each running
-`gan-tui train --headless` as a rank (train/dist.py).
+launcher, `python -m torch.distributed.run` (torchrun; as gan_tui.torchrun runs it, so a
+failed rank ends it in one line), each running `gan-tui train --headless` as a rank
+(train/dist.py).
 
 Without --headless the launcher runs detached, as `train --detach` does (detach.py: a new
 session, stdin closed, its output and the ranks' in the run folder's train.log) and
@@ -75,10 +76,10 @@ def check(args: argparse.Namespace, in_torchrun: bool) -> None:
 
 def launcher_command(args: argparse.Namespace, run_dir: Path,
                      resume: str | None) -> list[str]:
-    """python -m torch.distributed.run ... -m gan_tui train --headless FLAGS."""
+    """python -m gan_tui.torchrun ... -m gan_tui train --headless FLAGS."""
     from gan_tui.detach import child_argv
 
-    command = [sys.executable, "-m", "torch.distributed.run",
+    command = [sys.executable, "-m", "gan_tui.torchrun",
                "--nproc-per-node", str(args.nproc_per_node), "--max-restarts", "0"]
     nodes = [(name, getattr(args, name)) for name in NODE_FLAGS
              if getattr(args, name, None) is not None]

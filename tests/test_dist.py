@@ -6,6 +6,7 @@ thread per rank. Each test stops what it started, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,16 +62,17 @@ def epoch_records(run_dir: Path) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["event"] == "epoch"]
 
 
+def parent_of(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
+            with contextlib.suppress(OSError):
+                if parent_of(int(entry.name)) == pid:
+                    found.append(int(entry.name))
     return found
 
 
@@ -182,25 +184,34 @@ def test_commands_reach_every_rank_a_long_pause_trips_no_timeout_and_resume_with
     assert f"Done: {epoch} epochs, {4 * epoch} steps" in again.stdout
 
 
-def test_a_killed_rank_ends_the_job_and_last_pt_stays_whole(tmp_path):
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        torchrun("--standalone", "--nproc-per-node", "2", "-m", "gan_tui", "train",
-                 "--headless", "--epochs", "100000", "--run-dir", str(run_dir), *SMALL),
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env=env())
+def test_a_killed_rank_ends_the_job_in_one_line_and_last_pt_stays_whole(tmp_path):
+    run_dir, errors = tmp_path / "run", tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gan_tui", "train", "--nproc-per-node", "2", "--headless",
+             "--epochs", "100000", "--run-dir", str(run_dir), *SMALL],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            env=env())
+    launcher = None
     try:
         last = run_dir / "checkpoints" / "last.pt"
         wait_for(lambda: registry.read_status(run_dir).get("epoch", 0) >= 2, "two epochs")
         zero = registry.read_status(run_dir)["pid"]
-        rank_one = next(pid for pid in children(process.pid) if pid != zero)
+        launcher = parent_of(zero)  # in a session of its own (launch._foreground)
+        rank_one = next(pid for pid in children(launcher) if pid != zero)
         os.kill(rank_one, signal.SIGKILL)
         began = time.monotonic()
         code = process.wait(timeout=WAIT_S)
         assert time.monotonic() - began < WAIT_S
     finally:
         stop(process)
-    assert code != 0
+        if launcher is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(launcher, signal.SIGKILL)
+    said = errors.read_text()
+    assert code == 1
+    assert "gan-tui: rank 1 was killed by SIGKILL" in said
+    assert "Traceback" not in said and "ChildFailedError" not in said
     assert ckpt.load_checkpoint(last)["global_step"] >= 8
     assert not registry.is_locked(run_dir)
 

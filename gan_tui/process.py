@@ -80,10 +80,15 @@ class Presence:
         self._path: Path | None = None
 
     def enter(self) -> None:
+        """Lock a file under a hidden name, then rename it into view: a file that count()
+        can see is locked from the start (else another run's count() could find it
+        unlocked in between, take it for a dead run's and delete it)."""
         self.folder.mkdir(mode=0o700, exist_ok=True)
-        self._path = self.folder / f"{os.getpid()}"
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        hidden = self.folder / f".{os.getpid()}"
+        self._fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._path = self.folder / f"{os.getpid()}"
+        os.replace(hidden, self._path)
 
     def leave(self) -> None:
         if self._fd is not None:
@@ -99,6 +104,8 @@ class Presence:
 
         live = 0
         for path in self.folder.iterdir() if self.folder.is_dir() else ():
+            if path.name.startswith("."):  # a run still entering (enter())
+                continue
             if path == self._path:
                 live += 1
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,28 @@ def test_presence_counts_live_runs_only(tmp_path: Path):
         other.kill()
         me.leave()
     assert not (tmp_path / "active").exists() or not any((tmp_path / "active").iterdir())
+
+
+def test_a_run_entering_while_another_counts_is_not_taken_for_dead(tmp_path: Path,
+                                                                   monkeypatch):
+    counter, entering = Presence(tmp_path), Presence(tmp_path)
+    counter.enter()
+    lock = fcntl.flock
+
+    def count_first(fd: int, operation: int) -> None:
+        counter.count()  # the other run counts between our open() and our lock
+        lock(fd, operation)
+
+    monkeypatch.setattr(os, "getpid", lambda: 4_000_000)  # another run's pid
+    monkeypatch.setattr(fcntl, "flock", count_first)
+    try:
+        entering.enter()
+        monkeypatch.undo()
+        assert counter.count() == 2
+        assert entering.count() == 2
+    finally:
+        entering.leave()
+        counter.leave()
 
 
 def test_auto_threads_follow_the_runs_on_the_machine(tmp_path: Path, monkeypatch):

@@ -6,6 +6,7 @@ stops what it started, whatever happens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 from gan_tui import events as ev
 from gan_tui.serve import protocol, registry
 from gan_tui.serve.client import ControlClient
+from gan_tui.tui.connection import LocalRun
 from tests.conftest import run_cli
 
 LONG = ("--limit", "256", "--epochs", "100000", "--seed", "3", "--device", "cpu",
@@ -244,3 +246,33 @@ def test_detach_that_cannot_start_says_why_and_keeps_a_finished_run(tmp_path):
     again = run_cli("train", "--detach", "--run-dir", str(done), "--limit", "256", cwd=tmp_path)
     assert again.returncode == 1 and "--resume" in again.stderr
     assert (done / "status.json").read_text() == before  # still "done", not "crashed"
+
+
+def test_a_viewer_of_the_dashboards_run_learns_where_the_run_went(small_config):
+    """The dashboard hands its run to a background process (its d key, or a dropped
+    terminal): a viewer attached to the dashboard's run is told where the run went, not
+    only that it stopped, and the status file is the new process's from then on."""
+    config = small_config(limit=256, epochs=6, quality_samples=0)
+    run = Path(config.run_dir)
+    local = LocalRun(config)
+
+    async def hand_over_while_watched() -> list:
+        local.start(lambda: None)
+        client = await asyncio.to_thread(connect, run)
+        await asyncio.to_thread(next_of, client, ev.StepStats)
+        local.send(ev.Pause())
+        await asyncio.to_thread(next_of, client, ev.Paused)
+        local.detach()
+        return await asyncio.to_thread(lambda: list(client.messages()))
+
+    seen = asyncio.run(hand_over_while_watched())  # returns once the dashboard's thread has
+    try:
+        kinds = [type(message) for message in seen]
+        assert ev.Finished in kinds and kinds[-1] is ev.HandedOver, kinds
+        handed = seen[-1]
+        assert Path(handed.run_dir) == run and handed.global_step > 0
+        wait_for(lambda: registry.live_state(run) == "done", "the background run to finish")
+        assert status(run)["pid"] == handed.pid  # not written over by the dashboard
+    finally:
+        if registry.is_running(run):
+            os.kill(registry.lock_holder(run) or status(run)["pid"], signal.SIGKILL)

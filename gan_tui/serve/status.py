@@ -45,6 +45,8 @@ class StatusWriter:
 
     def __call__(self, event: Event) -> None:
         urgent = self._fold(event)
+        if urgent is None:  # nothing the status shows (e.g. the run handed over: another
+            return  # process writes this file by now, and must not be written over)
         now = time.monotonic()
         if urgent or now - self._last_write >= PROGRESS_EVERY_S:
             self.write()
@@ -56,8 +58,9 @@ class StatusWriter:
         with contextlib.suppress(OSError):
             write_status(self.run_dir, self.status)
 
-    def _fold(self, event: Event) -> bool:
-        """Update the status from `event`; True when the state itself changed."""
+    def _fold(self, event: Event) -> bool | None:
+        """Update the status from `event`; True when the state itself changed, False for
+        progress, None when the status does not show it."""
         s = self.status
         if isinstance(event, StepStats):
             s.update(epoch=event.epoch, epochs=event.epochs, step=event.global_step,
@@ -84,7 +87,7 @@ class StatusWriter:
             s.update(state=_ENDINGS.get(event.reason, event.reason), epoch=event.epoch,
                      step=event.global_step, checkpoint=event.checkpoint, socket=None)
         else:
-            return False
+            return None
         return True
 
 

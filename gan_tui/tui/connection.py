@@ -257,16 +257,16 @@ class LocalRun:
         try:
             with hosted(trainer):  # reachable by `gan-tui attach` and `gan-tui runs`
                 finished = trainer.run()
+                if self._handing_over:  # before the socket closes: its viewers learn it too
+                    self._hand_over(trainer, finished)
         except Exception as exc:  # the engine saved and reported it
             if not reported:
                 self._buffer.put(Error(f"training failed: {type(exc).__name__}: {exc}"))
-            return
-        if self._handing_over:
-            self._hand_over(trainer, finished)
 
     def _hand_over(self, trainer: TrainerLike, finished: Finished) -> None:
         """Start the background process once the run saved its last step and let go
-        of its folder (trainer.run() has returned: the lock is free)."""
+        of its folder (trainer.run() has returned: the lock is free), and say so to this
+        dashboard and to every viewer attached to it (trainer.sink, while hosted)."""
         if finished.reason != "stopped" or finished.checkpoint_step != finished.global_step:
             return  # diverged or not saved: nothing exact to carry on from
         from gan_tui.detach import hand_over
@@ -274,10 +274,10 @@ class LocalRun:
         try:
             pid = hand_over(trainer.run_dir, Path(str(finished.checkpoint)))
         except (OSError, GanTuiError) as exc:
-            self._buffer.put(Error(f"could not carry the run on in the background: {exc}; "
-                                   "it is saved, resume it by hand"))
+            trainer.sink(Error(f"could not carry the run on in the background: {exc}; "
+                               "it is saved, resume it by hand"))
             return
-        self._buffer.put(HandedOver(pid, str(trainer.run_dir), finished.global_step))
+        trainer.sink(HandedOver(pid, str(trainer.run_dir), finished.global_step))
 
 
 class SocketRun:

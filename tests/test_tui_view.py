@@ -15,6 +15,7 @@ from gan_tui.events import (
     EpochEnd,
     Error,
     Finished,
+    HandedOver,
     Pause,
     Paused,
     Quality,
@@ -153,6 +154,42 @@ def test_finished_after_a_save_reports_the_ending_lines(tmp_path: Path,
     assert effects[-2:] == [LogLine(line, "bold") for line in ending]
     assert view.exit_code() == 0
     assert view.exit_code(signum=15) == 128 + 15
+
+
+def test_a_run_handed_to_a_background_process_is_moved_not_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the dashboard (d) and any viewer attached to it see of a hand-over."""
+    monkeypatch.chdir(tmp_path)
+    view = running()
+    last = "runs/r/checkpoints/last.pt"
+    effects = view.apply([
+        CheckpointSaved(last, 0, 3, "detach"),
+        Finished(reason="stopped", epoch=0, global_step=3, checkpoint=last, run_dir="runs/r",
+                 checkpoint_step=3),
+    ])
+    assert not any("Resume with" in e.text for e in effects if isinstance(e, LogLine))
+    effects = view.apply([HandedOver(pid=4321, run_dir="runs/r", global_step=3)])
+    moved = ["Training goes on in the background (pid 4321) from step 3.",
+             "Watch it with: gan-tui attach runs/r", "Stop it with: gan-tui stop runs/r"]
+    assert effects == [LogLine(line, "bold") for line in moved]
+    assert view.phase is Phase.MOVED and view.ending_lines() == moved
+    assert view.exit_code() == 0
+
+
+def test_a_hand_over_that_fails_ends_as_a_stopped_run(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    view = running()
+    last = "runs/r/checkpoints/last.pt"
+    view.apply([
+        CheckpointSaved(last, 0, 3, "detach"),
+        Finished(reason="stopped", epoch=0, global_step=3, checkpoint=last, run_dir="runs/r",
+                 checkpoint_step=3),
+        Error("could not carry the run on in the background: no room; it is saved, resume "
+              "it by hand", fatal=False),
+    ])
+    assert view.phase is Phase.STOPPED
+    assert view.ending_lines()[-1] == f"Resume with: gan-tui train --resume {last}"
 
 
 def test_no_scores_after_two_epoch_ends_means_none_will_come() -> None:

@@ -25,6 +25,7 @@ class Phase(enum.Enum):
     SAVING = "SAVING"
     DONE = "DONE"
     STOPPED = "STOPPED"
+    MOVED = "MOVED"  # handed to a background process, which trains on
     DIVERGED = "DIVERGED"
     ERROR = "ERROR"
 

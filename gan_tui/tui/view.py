@@ -117,6 +117,7 @@ class ViewState:
     epoch_ends: int = 0  # seen by this viewer: tells when no scores will come
     save_notice: str | None = None  # the path to announce at the end of this batch
     handed_over: HandedOver | None = None  # a background process carries the run on
+    handing_over: bool = False  # the run saved to carry on elsewhere: its stop is no end
     attached: bool = False  # a viewer of a run in another process: quitting only detaches
 
     @classmethod
@@ -134,6 +135,8 @@ class ViewState:
             return Phase.ERROR
         if self.diverged:
             return Phase.DIVERGED
+        if self.handed_over is not None:
+            return Phase.MOVED
         if self.finished:
             return Phase.DONE if self.finished.reason == "completed" else Phase.STOPPED
         if self.quitting or self.saving:
@@ -208,6 +211,7 @@ class ViewState:
     def _on_checkpoint(self, event: CheckpointSaved, out: list[Effect]) -> None:
         if event.reason != "kept":
             self.last_checkpoint = event.path
+        self.handing_over = self.handing_over or event.reason == "detach"
         if event.reason != "epoch":  # every epoch rewrites last.pt: not news
             how = _SAVE_REASONS.get(event.reason, event.reason)
             out.append(LogLine(f"Checkpoint {self.run_relative(event.path)} ({how})", "green"))
@@ -242,6 +246,11 @@ class ViewState:
         self.saving = False
         if event.checkpoint:
             self.last_checkpoint = event.checkpoint
+        if self.handing_over and event.reason == "stopped":
+            # Not "Resume with": a background process is about to (HandedOver, or an
+            # Error saying why not, follows; the lines at exit say which).
+            out.append(LogLine("Handing the run to a background process…", "bold"))
+            return
         # Says what is true: "saved" only when the checkpoint holds the last step.
         out.extend(LogLine(line, "bold") for line in self.ending_lines())
 

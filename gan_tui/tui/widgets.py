@@ -163,7 +163,8 @@ def _speed_line(p: Progress, phase: Phase, width: int) -> Text:
     # The last speed is stale once training halts; say why nothing moves instead.
     rate = {Phase.PAUSED: ("paused", "yellow"), Phase.DONE: ("done", "green"),
             Phase.STOPPED: ("stopped", ""), Phase.ERROR: ("stopped", "red"),
-            Phase.DIVERGED: ("diverged", "red")}.get(
+            Phase.DIVERGED: ("diverged", "red"),
+            Phase.MOVED: ("training on in the background", "green")}.get(
         phase, (f"{p.img_per_s:,.0f} img/s", "bold"))
     line = Text.assemble(rate, " · step ", (f"{p.global_step:,}", "bold"), " · ",
                          (format_duration(p.elapsed_s), "bold"), no_wrap=True,

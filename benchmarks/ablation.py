@@ -64,6 +64,17 @@ VARIANTS = [
             config={"lr_g": 2.26e-3, "lr_d": 4.52e-3}),
     Variant("beta2-0.99-now", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
     Variant("ema-0.9995-now", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
+    # Round 3's second look (at the plateau, 400 s pairs): none of these paid.
+    Variant("lr-decay-70", "rates down to 0 over the last half, 70 epochs",
+            config={"lr_decay": 0.5}, epochs=70),
+    Variant("refine-now", "a deeper G: one more 3 x 3 convolution at 14 x 14",
+            generator={"refine": True}),
+    Variant("wide-g", "a wider G (48 channels; D keeps 32)", generator={"width": 48}),
+    Variant("bce-logits-now", "cross-entropy (on logits) instead of hinge",
+            preset={"loss": "bce-logits"}),
+    Variant("beta1-0.5", "Adam beta1 0.5 (not 0)", config={"beta1": 0.5}),
+    Variant("lr-d-1.5x", "D's rate x 1.5 (4.8e-3; G keeps 1.6e-3)", config={"lr_d": 4.8e-3}),
+    Variant("lr-d-2x", "D's rate x 2 (6.4e-3; G keeps 1.6e-3)", config={"lr_d": 6.4e-3}),
     # Round 2's preset (batch 32, no R1) and one change to it each:
     _r2("round-2", "round 2's sngan: batch 32, no R1"),
     _r2("no-spectral-norm", "no spectral normalisation in D",
@@ -118,7 +129,7 @@ def register(variant: Variant) -> str:
     width = variant.width or DCGAN_WIDTH
 
     def make_g(latent_dim: int) -> Any:
-        return SnGenerator(latent_dim, width, **variant.generator)
+        return SnGenerator(latent_dim, **{"width": width, **variant.generator})
 
     def make_d() -> Any:
         return ProjectionDiscriminator(**{"width": width, **variant.discriminator})

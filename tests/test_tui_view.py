@@ -137,18 +137,23 @@ def test_a_save_announces_the_kept_copy_once_per_batch() -> None:
     assert not view.saving and view.phase is Phase.TRAINING
 
 
+LAST = "runs/r/checkpoints/last.pt"
+
+
+def saved_and_stopped(reason: str) -> list:
+    """last.pt saved at step 3 (for `reason`: "stop", "detach"...), then the run's end."""
+    return [CheckpointSaved(LAST, 0, 3, reason),
+            Finished(reason="stopped", epoch=0, global_step=3, checkpoint=LAST,
+                     run_dir="runs/r", checkpoint_step=3)]
+
+
 def test_finished_after_a_save_reports_the_ending_lines(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     view = running()
-    last = "runs/r/checkpoints/last.pt"
-    effects = view.apply([
-        CheckpointSaved(last, 0, 3, "stop"),
-        Finished(reason="stopped", epoch=0, global_step=3, checkpoint=last, run_dir="runs/r",
-                 checkpoint_step=3),
-    ])
-    ending = [f"Stopped at epoch 0, step 3; saved {last}",
-              f"Resume with: gan-tui train --resume {last}"]
+    effects = view.apply(saved_and_stopped("stop"))
+    ending = [f"Stopped at epoch 0, step 3; saved {LAST}",
+              f"Resume with: gan-tui train --resume {LAST}"]
     assert view.phase is Phase.STOPPED
     assert view.ending_lines() == ending
     assert effects[-2:] == [LogLine(line, "bold") for line in ending]
@@ -161,12 +166,7 @@ def test_a_run_handed_to_a_background_process_is_moved_not_stopped(
     """What the dashboard (d) and any viewer attached to it see of a hand-over."""
     monkeypatch.chdir(tmp_path)
     view = running()
-    last = "runs/r/checkpoints/last.pt"
-    effects = view.apply([
-        CheckpointSaved(last, 0, 3, "detach"),
-        Finished(reason="stopped", epoch=0, global_step=3, checkpoint=last, run_dir="runs/r",
-                 checkpoint_step=3),
-    ])
+    effects = view.apply(saved_and_stopped("detach"))
     assert not any("Resume with" in e.text for e in effects if isinstance(e, LogLine))
     effects = view.apply([HandedOver(pid=4321, run_dir="runs/r", global_step=3)])
     moved = ["Training goes on in the background (pid 4321) from step 3.",
@@ -180,16 +180,13 @@ def test_a_hand_over_that_fails_ends_as_a_stopped_run(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     view = running()
-    last = "runs/r/checkpoints/last.pt"
     view.apply([
-        CheckpointSaved(last, 0, 3, "detach"),
-        Finished(reason="stopped", epoch=0, global_step=3, checkpoint=last, run_dir="runs/r",
-                 checkpoint_step=3),
+        *saved_and_stopped("detach"),
         Error("could not carry the run on in the background: no room; it is saved, resume "
               "it by hand", fatal=False),
     ])
     assert view.phase is Phase.STOPPED
-    assert view.ending_lines()[-1] == f"Resume with: gan-tui train --resume {last}"
+    assert view.ending_lines()[-1] == f"Resume with: gan-tui train --resume {LAST}"
 
 
 def test_no_scores_after_two_epoch_ends_means_none_will_come() -> None:

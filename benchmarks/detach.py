@@ -259,7 +259,8 @@ def bench_attached_keys(device: str, presses: int, log: Callable[[str], None]) -
     """The responsiveness row, through an attached viewer: the run trains in its own
     process, the dashboard here talks to it over its control socket."""
     from benchmarks.tui import _responsiveness
-    from gan_tui.attach import read_config, wait_for_socket
+    from gan_tui.attach import read_config
+    from gan_tui.runs import wait_for_socket
     from gan_tui.tui.app import GanTuiApp
     from gan_tui.tui.connection import SocketRun
 

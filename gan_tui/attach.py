@@ -8,28 +8,10 @@ the in-process dashboard. Quitting it (q, d, a lost terminal) only detaches.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from gan_tui.config import TrainConfig
-from gan_tui.runs import NotRunningError, add_run_arguments, require_running, resolve_run
-
-SOCKET_WAIT_S = 60.0  # a run just started loads torch and its data before it listens
-
-
-def wait_for_socket(run_dir: Path, timeout_s: float = SOCKET_WAIT_S) -> str:
-    """The run's control socket once it listens; NotRunningError if the run is not alive
-    (or never opens one in time)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = require_running(run_dir)
-        socket_path = status.get("socket")
-        if isinstance(socket_path, str) and Path(socket_path).exists():
-            return socket_path
-        if time.monotonic() > deadline:
-            raise NotRunningError(f"{run_dir} is {status.get('state')} but has no control "
-                                  "socket to attach to (see its train.log)")
-        time.sleep(0.1)
+from gan_tui.runs import add_run_arguments, resolve_run, wait_for_socket
 
 
 def read_config(run_dir: Path) -> TrainConfig:
@@ -46,6 +28,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run(args.run, Path(args.runs_root)).absolute()
     socket_path = wait_for_socket(run_dir)
+    assert socket_path is not None  # only a give_up() makes it None
     config = read_config(run_dir)
     config.run_dir = str(run_dir)
     app = GanTuiApp(config, connection=SocketRun(socket_path, run_dir), handle_signals=True)

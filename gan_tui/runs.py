@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,28 @@ def require_running(run_dir: Path) -> dict[str, Any]:
         raise NotRunningError(f"{display_path(run_dir)} is not running ({state}); "
                               f"{resume_hint(run_dir)}")
     return status
+
+
+SOCKET_WAIT_S = 60.0  # a run just started loads torch and its data before it listens
+
+
+def wait_for_socket(run_dir: Path, timeout_s: float = SOCKET_WAIT_S, pid: int | None = None,
+                    give_up: Callable[[], bool] = lambda: False) -> str | None:
+    """The run's control socket once it listens: process `pid`'s, when given (a run just
+    handed to a new process). NotRunningError if the run is not alive or opens none in
+    time; None if `give_up()` turns True first."""
+    deadline = time.monotonic() + timeout_s
+    while not give_up():
+        status = require_running(run_dir)
+        socket_path = status.get("socket")
+        if ((pid is None or status.get("pid") == pid) and isinstance(socket_path, str)
+                and Path(socket_path).exists()):
+            return socket_path
+        if time.monotonic() > deadline:
+            raise NotRunningError(f"{display_path(run_dir)} is {status.get('state')} but has "
+                                  "no control socket to attach to (see its train.log)")
+        time.sleep(0.1)
+    return None
 
 
 def stop_run(run_dir: Path, wait_s: float = STOP_WAIT_S) -> str:

@@ -20,7 +20,9 @@ import pytest
 from gan_tui import events as ev
 from gan_tui.serve import protocol, registry
 from gan_tui.serve.client import ControlClient
-from gan_tui.tui.connection import LocalRun
+from gan_tui.tui.connection import LocalRun, SocketRun
+from gan_tui.tui.state import Phase
+from gan_tui.tui.view import LogLine, ViewState
 from tests.conftest import run_cli
 
 LONG = ("--limit", "256", "--epochs", "100000", "--seed", "3", "--device", "cpu",
@@ -57,9 +59,12 @@ def detached(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
 
 
+def connect_path(run: Path) -> str:
+    return wait_for(lambda: status(run).get("socket"), "the control socket")
+
+
 def connect(run: Path) -> ControlClient:
-    socket_path = wait_for(lambda: status(run).get("socket"), "the control socket")
-    return ControlClient.connect(socket_path)
+    return ControlClient.connect(connect_path(run))
 
 
 def next_of(client: ControlClient, kind: type, limit: int = 100_000):
@@ -273,6 +278,74 @@ def test_a_viewer_of_the_dashboards_run_learns_where_the_run_went(small_config):
         assert Path(handed.run_dir) == run and handed.global_step > 0
         wait_for(lambda: registry.live_state(run) == "done", "the background run to finish")
         assert status(run)["pid"] == handed.pid  # not written over by the dashboard
+    finally:
+        if registry.is_running(run):
+            os.kill(registry.lock_holder(run) or status(run)["pid"], signal.SIGKILL)
+
+
+def test_an_attached_viewer_follows_the_run_to_its_background_process(small_config):
+    """A viewer attached to the dashboard's run stays on it across a hand-over: it
+    connects to the new process, whose steps carry on the same loss curve (nothing
+    plotted twice), and its keys reach the new process."""
+    config = small_config(limit=256, epochs=100_000, quality_samples=0)
+    run = Path(config.run_dir)
+    local = LocalRun(config)
+    view = ViewState.for_config(config)
+    view.attached = True
+    seen: list = []
+    lines: list[str] = []  # the viewer's log
+
+    def watch_until(viewer: SocketRun, done, what: str) -> None:
+        def poll() -> bool:
+            batch = viewer.drain()
+            seen.extend(batch)
+            lines.extend(e.text for e in view.apply(batch) if isinstance(e, LogLine))
+            return done()
+        wait_for(poll, what)
+
+    def shown_step() -> int:
+        return view.progress.global_step if view.progress else 0
+
+    async def follow_a_hand_over(viewer: SocketRun) -> ev.HandedOver:
+        await asyncio.to_thread(watch_until, viewer, lambda: len(view.history) > 0,
+                                "the dashboard's steps")
+        local.detach()
+        await asyncio.to_thread(
+            watch_until, viewer,
+            lambda: view.started is not None and view.started.resumed_from is not None,
+            "the new process's Started")
+        handed = next(e for e in seen if isinstance(e, ev.HandedOver))
+        assert view.phase is Phase.TRAINING and view.finished is None
+        await asyncio.to_thread(watch_until, viewer, lambda: shown_step() > handed.global_step,
+                                "steps from the new process")
+        assert viewer.send(ev.Pause())
+        await asyncio.to_thread(watch_until, viewer, lambda: view.paused, "Paused")
+        assert viewer.stop_run()
+        await asyncio.to_thread(watch_until, viewer, lambda: view.finished is not None,
+                                "the run's Finished")
+        return handed
+
+    async def scenario() -> ev.HandedOver:
+        local.start(lambda: None)
+        viewer = None
+        try:
+            socket_path = await asyncio.to_thread(connect_path, run)
+            viewer = SocketRun(socket_path, run)
+            viewer.start(lambda: None)
+            return await follow_a_hand_over(viewer)
+        finally:  # a failure must not leave the dashboard's run training
+            if viewer is not None:
+                viewer.close()
+            local.close()
+
+    try:
+        handed = asyncio.run(scenario())
+        steps = view.history.steps
+        assert steps == sorted(set(steps)), "a step plotted twice or out of order"
+        assert f"Following the run to its background process (pid {handed.pid})" in lines
+        assert view.finished.reason == "stopped" and view.phase is Phase.STOPPED
+        wait_for(lambda: registry.live_state(run) == "stopped", "the run to stop")
+        assert status(run)["pid"] == handed.pid
     finally:
         if registry.is_running(run):
             os.kill(registry.lock_holder(run) or status(run)["pid"], signal.SIGKILL)

@@ -18,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from gan_tui.config import TrainConfig
 from gan_tui.errors import GanTuiError
@@ -35,6 +35,7 @@ from gan_tui.events import (
     Stop,
 )
 from gan_tui.process import freeze_startup_objects
+from gan_tui.runs import wait_for_socket
 from gan_tui.serve.client import ControlClient
 from gan_tui.serve.hosting import hosted
 from gan_tui.serve.protocol import Hello, HistoryDone, ProtocolError
@@ -287,7 +288,12 @@ class SocketRun:
     the run's history (what a viewer that had watched all along would have seen), then
     live events. Quitting this viewer only detaches: the run trains on. `stop_run` is
     the explicit way to end the run itself.
+    When the run is handed to a background process (the dashboard that trains it
+    pressed d, or lost its terminal), the viewer follows it there: it connects to the
+    new process's socket once that listens, and its events carry on the same screen.
     """
+
+    FOLLOW_WAIT_S: ClassVar[float] = 60.0  # the new process loads torch before it listens
 
     def __init__(self, socket_path: str | Path, run_dir: Path) -> None:
         self.socket_path = str(socket_path)
@@ -299,6 +305,7 @@ class SocketRun:
         self._live = False  # the history has been delivered
         self._finished = False
         self._leaving = False
+        self._moved_to: int | None = None  # the pid the run was handed to, until followed
         self._done = threading.Event()
 
     @property
@@ -348,8 +355,9 @@ class SocketRun:
     def _read(self) -> None:
         ending: Event | None = None
         try:
-            self._client = ControlClient.connect(self.socket_path)
-            self._deliver_all(self._client)
+            self._watch(self.socket_path)
+            while self._moved_to is not None and not self._leaving:
+                ending = self._follow(self._moved_to)
         except GanTuiError as exc:  # it ended just before we came, or cannot be reached
             gone = self._why_gone()
             ending = gone if isinstance(gone, Notice) else Error(str(exc))
@@ -363,6 +371,24 @@ class SocketRun:
                 self._buffer.put(ending)
             self._done.set()
             self._wake()
+
+    def _watch(self, socket_path: str) -> None:
+        self._client = ControlClient.connect(socket_path)
+        self._deliver_all(self._client)
+
+    def _follow(self, pid: int) -> Event | None:
+        """Watch the process the run was handed to; a Notice if it cannot be reached."""
+        self._moved_to = None
+        try:
+            socket_path = wait_for_socket(self.run_dir, self.FOLLOW_WAIT_S, pid=pid,
+                                          give_up=lambda: self._leaving)
+            if socket_path is None:
+                return None  # this viewer left meanwhile
+            self._live = self._finished = False
+            self._watch(socket_path)
+        except GanTuiError as exc:
+            return Notice(f"Could not follow the run to process {pid}: {exc}")
+        return None
 
     def _why_gone(self) -> Event:
         """The connection ended without a Finished: a run that ended meanwhile says so in
@@ -385,6 +411,8 @@ class SocketRun:
                 continue
             self._buffer.put(message)
             self._finished = self._finished or isinstance(message, Finished)
+            if isinstance(message, HandedOver):  # on this socket: this run
+                self._moved_to = message.pid
             # During the history one wake at its end; then as LocalRun does.
             if self._live and not isinstance(message, (StepStats, CheckpointSaved)):
                 self._wake()

@@ -92,14 +92,16 @@ class History:
         self.version += 1
 
     def add_records(self, records: Sequence[dict[str, Any]]) -> None:
-        """Seed the plot from a checkpoint's epoch records (on resume); skip odd ones."""
+        """Seed the plot from a checkpoint's epoch records (on resume); skip odd ones, and
+        those the plot has already (a viewer that followed the run to a new process)."""
         for record in records:
             try:
                 step = float(record.get("global_step", record.get("step")))
                 values = [float(record[k]) for k in ("g_loss", "d_loss", "d_real", "d_fake")]
             except (KeyError, TypeError, ValueError):
                 continue
-            self.append(step, *values)
+            if not self.steps or step > self.steps[-1]:
+                self.append(step, *values)
 
     def __len__(self) -> int:
         return len(self.steps)

@@ -165,6 +165,8 @@ class ViewState:
         return effects
 
     def _on_started(self, event: Started, out: list[Effect]) -> None:
+        if self.handed_over is not None:  # a viewer that followed the run to its new process
+            self._carry_on(self.handed_over, out)
         self.started = event
         self.config = TrainConfig.from_dict(event.config)  # what the run really uses
         self.info = RunInfo(event.run_name, event.preset, event.device, event.dataset,
@@ -180,6 +182,13 @@ class ViewState:
         out.append(LogLine(f"Training {event.preset} on {event.num_images:,} images "
                            f"({event.dataset}) on {event.device}"))
         out.append(LogLine(f"Run folder: {event.run_dir}", "dim"))
+
+    def _carry_on(self, moved: HandedOver, out: list[Effect]) -> None:
+        """The run goes on, in process `moved.pid`: it is no longer stopped or moved."""
+        self.finished = self.handed_over = None
+        self.handing_over = self.paused = self.want_pause = self.saving = False
+        out.append(LogLine(f"Following the run to its background process (pid {moved.pid})",
+                           "bold"))
 
     def _on_step_stats(self, event: StepStats, out: list[Effect]) -> None:
         start = self.progress.start_step if self.progress else 0

@@ -75,6 +75,9 @@ VARIANTS = [
     Variant("beta1-0.5", "Adam beta1 0.5 (not 0)", config={"beta1": 0.5}),
     Variant("lr-d-1.5x", "D's rate x 1.5 (4.8e-3; G keeps 1.6e-3)", config={"lr_d": 4.8e-3}),
     Variant("lr-d-2x", "D's rate x 2 (6.4e-3; G keeps 1.6e-3)", config={"lr_d": 6.4e-3}),
+    # Round 4: against D memorising the 10,000 digits. Paid at 60 epochs, not at 100.
+    Variant("lecam-0.3", "LeCam (weight 0.3) on D's scores", preset={"lecam": 0.3}),
+    Variant("lecam-1", "LeCam (weight 1) on D's scores", preset={"lecam": 1.0}),
     # Round 2's preset (batch 32, no R1) and one change to it each:
     _r2("round-2", "round 2's sngan: batch 32, no R1"),
     _r2("no-spectral-norm", "no spectral normalisation in D",
@@ -136,7 +139,7 @@ def register(variant: Variant) -> str:
 
     PRESETS[name] = dataclasses.replace(base, name=name, make_generator=make_g,
                                         make_discriminator=make_d, loss=info.loss,
-                                        augment=info.augment, r1=info.r1)
+                                        augment=info.augment, r1=info.r1, lecam=info.lecam)
     return name
 
 

@@ -171,6 +171,7 @@ class Preset:
     loss: str = "bce"  # gan_tui.train.losses
     augment: str = ""  # DiffAugment policy (gan_tui.train.augment); "" = none
     r1: float = 0.0  # R1 penalty weight on D's gradients at real digits (GanStep); 0 = none
+    lecam: float = 0.0  # LeCam weight on D's scores (GanStep); 0 = none
 
 
 # Channel width of the convolutional presets: small enough for CPU training.
@@ -181,7 +182,8 @@ def _preset(name: str, make_generator: Callable[[int], nn.Module],
             make_discriminator: Callable[[], nn.Module]) -> Preset:
     info = PRESET_INFO[name]
     return Preset(name, info.description, make_generator, make_discriminator,
-                  info.conditional, dict(info.defaults), info.loss, info.augment, info.r1)
+                  info.conditional, dict(info.defaults), info.loss, info.augment, info.r1,
+                  info.lecam)
 
 
 PRESETS: dict[str, Preset] = {

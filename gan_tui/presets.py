@@ -34,6 +34,8 @@ class PresetInfo:
     loss: str = "bce"  # "bce" on D's probabilities (Sigmoid last), "hinge" on raw scores
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "translation,cutout"
     r1: float = 0.0  # R1 penalty weight (Mescheder et al. 2018); 0 = none
+    # LeCam regularisation weight (Tseng et al. 2021); 0 = none (no preset: the ablation's)
+    lecam: float = 0.0
 
 
 PRESET_INFO: dict[str, PresetInfo] = {

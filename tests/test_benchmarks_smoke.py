@@ -207,5 +207,6 @@ def test_ablation_round2_variants_undo_this_rounds_sngan_changes():
         assert PRESETS[register(by_name["full"])].r1 == PRESETS["sngan"].r1 > 0
         assert PRESETS[register(by_name["round-2"])].r1 == 0
         assert PRESETS[register(by_name["r1"])].r1 == 1.0  # a round-2 variant's own change
+        assert PRESETS[register(by_name["lecam-0.3"])].lecam == 0.3
     assert "sngan-full" not in PRESETS and "sngan-full" not in PRESET_INFO
     assert ROUND2_CONFIG["batch_size"] != PRESETS["sngan"].defaults["batch_size"]

@@ -68,10 +68,25 @@ def test_the_seed_step_draws_exactly_the_seeds_random_numbers(small_config):
     assert torch.equal(torch.randn(64, 100), expected)
 
 
-@pytest.mark.parametrize("preset", ["dcgan", "cgan", "sngan"])
-def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_config, tmp_path):
+@pytest.fixture
+def lecam_preset():
+    """sngan with LeCam (the ablation's variant), a preset for this test only."""
+    from unittest.mock import patch
+
+    from benchmarks.ablation import VARIANTS, register
+    from gan_tui.presets import PRESET_INFO
+
+    with patch.dict(PRESETS), patch.dict(PRESET_INFO):
+        yield register(next(v for v in VARIANTS if v.name == "lecam-0.3"))
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "cgan", "sngan", "sngan+lecam"])
+def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_config, tmp_path,
+                                                              request):
     """With the learning rates decaying over the second half (--lr-decay 0.5): a resume
-    must pick up the rates where they were."""
+    must pick up the rates where they were (and LeCam its moving averages)."""
+    if preset == "sngan+lecam":
+        preset = request.getfixturevalue("lecam_preset")
     def config(name):
         return small_config(preset=preset, limit=256, epochs=1, quality_samples=0, ema=0.9,
                             lr_decay=0.5, threads=1,  # no thread-share change mid-run
@@ -96,6 +111,9 @@ def test_preset_trains_an_epoch_and_resumes_mid_epoch_exactly(preset, small_conf
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}.{key}"
     assert resumed.global_step == straight.global_step == straight.steps_per_epoch
+    if PRESETS[preset].lecam:
+        assert straight.gan_step.lecam_anchors.abs().sum() > 0
+        assert torch.equal(straight.gan_step.lecam_anchors, resumed.gan_step.lecam_anchors)
     # the last step ran at 1/(steps/2) of each rate
     last = 1 / round(straight.steps_per_epoch / 2)
     for trainer in (straight, resumed):

@@ -131,6 +131,35 @@ def test_r1_penalises_d_gradients_at_real_digits_every_fourth_step():
     assert d_loss(2.0, step=9) == pytest.approx(d_loss(0.0, step=9))  # lazy: not this step
 
 
+def test_lecam_holds_d_scores_near_moving_averages_of_each_others():
+    # D(real) is pulled towards the fakes' running mean score and D(fake) towards the
+    # reals'; the running means then move 1 % towards this batch's.
+    from gan_tui.train.step import LECAM_DECAY, GanStep
+
+    torch.manual_seed(0)
+    generator = torch.nn.Sequential(torch.nn.Linear(3, 784), torch.nn.Unflatten(1, (1, 28, 28)))
+    discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
+    real, noise = torch.randn(4, 1, 28, 28), torch.randn(4, 3)
+
+    def d_loss(lecam: float) -> tuple[float, torch.Tensor]:
+        gan_step = GanStep(generator, discriminator,
+                           torch.optim.SGD(generator.parameters(), 0.0),
+                           torch.optim.SGD(discriminator.parameters(), 0.0), HingeLoss(), 3,
+                           torch.device("cpu"), lecam=lecam)
+        gan_step.draw_noise = lambda size: noise
+        gan_step.lecam_anchors.copy_(torch.tensor([0.5, -0.5]))  # (real, fake)
+        return float(gan_step(real)[1]), gan_step.lecam_anchors
+
+    with torch.no_grad():
+        real_score, fake_score = discriminator(real), discriminator(generator(noise))
+    penalty = 0.3 * ((real_score + 0.5).square().mean() + (fake_score - 0.5).square().mean())
+    with_lecam, anchors = d_loss(0.3)
+    assert with_lecam == pytest.approx(d_loss(0.0)[0] + float(penalty), rel=1e-5)
+    expected = torch.tensor([0.5, -0.5]).lerp(
+        torch.stack([real_score.mean(), fake_score.mean()]), 1 - LECAM_DECAY)
+    assert torch.allclose(anchors, expected)
+
+
 def test_spectral_norm_holds_each_layer_of_d_near_one():
     d = ProjectionDiscriminator()
     x, labels = torch.randn(8, 1, 28, 28), torch.arange(8)
@@ -161,6 +190,7 @@ def test_cli_help_lists_sngan_and_applies_its_defaults(capsys):
     config, _ = config_from_args(args)
     assert (config.lr_g, config.lr_d, config.beta1, config.beta2) == (1.6e-3, 3.2e-3, 0.0, 0.9)
     assert (config.batch_size, config.ema, PRESETS['sngan'].r1) == (64, 0.999, 1.0)
+    assert PRESETS["sngan"].lecam == 0.0  # LeCam did not pay at the plateau (README)
 
 
 # ------------------------------------------------------------- the promises

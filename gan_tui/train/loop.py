@@ -154,7 +154,7 @@ class Trainer:
         self.gan_step = GanStep(self.generator, self.discriminator, self.opt_g, self.opt_d,
                                 self.loss, config.latent_dim, self.device,
                                 self.generator_ema, self.dist.gradient_sync(),
-                                make_augment(preset.augment), preset.r1)
+                                make_augment(preset.augment), preset.r1, preset.lecam)
 
     # ------------------------------------------------------------ the run folder
 

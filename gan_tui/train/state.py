@@ -56,6 +56,8 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "rng": ckpt.capture_rng(),
         "history": list(trainer.history),
         **({"class_counts": list(trainer.class_counts)} if trainer.class_counts else {}),
+        **({"lecam_anchors": trainer.gan_step.lecam_anchors.detach().cpu().clone()}
+           if trainer.gan_step.lecam > 0 else {}),
         "torch_version": str(torch.__version__),
         "saved_at": datetime.now().isoformat(timespec="seconds"),
     }
@@ -109,4 +111,7 @@ def _load_progress(trainer: Trainer, state: dict[str, Any]) -> None:
         trainer.epoch_seconds = float(state.get("epoch_seconds", 0.0))
     if state.get("sample_rng") is not None:
         trainer.sample_rng.set_state(state["sample_rng"])
+    anchors = state.get("lecam_anchors")  # none: a run from before LeCam starts them at 0
+    if anchors is not None:
+        trainer.gan_step.lecam_anchors.copy_(anchors.reshape(2))
     ckpt.restore_rng(state["rng"])

@@ -28,7 +28,6 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run(args.run, Path(args.runs_root)).absolute()
     socket_path = wait_for_socket(run_dir)
-    assert socket_path is not None  # only a give_up() makes it None
     config = read_config(run_dir)
     config.run_dir = str(run_dir)
     app = GanTuiApp(config, connection=SocketRun(socket_path, run_dir), handle_signals=True)

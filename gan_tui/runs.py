@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from rich.console import Console
 from rich.table import Table
@@ -227,6 +227,11 @@ def require_running(run_dir: Path) -> dict[str, Any]:
 SOCKET_WAIT_S = 60.0  # a run just started loads torch and its data before it listens
 
 
+@overload
+def wait_for_socket(run_dir: Path, timeout_s: float = ..., pid: int | None = ...) -> str: ...
+@overload
+def wait_for_socket(run_dir: Path, timeout_s: float, pid: int | None,
+                    give_up: Callable[[], bool]) -> str | None: ...
 def wait_for_socket(run_dir: Path, timeout_s: float = SOCKET_WAIT_S, pid: int | None = None,
                     give_up: Callable[[], bool] = lambda: False) -> str | None:
     """The run's control socket once it listens: process `pid`'s, when given (a run just

@@ -41,43 +41,57 @@ class Variant:
     # Train this many epochs instead of for the budget (a schedule such as --lr-decay
     # needs to know where the run ends): pick about what the budget holds.
     epochs: int = 0
-    # Change round 2's sngan (batch 32, no R1) instead of today's: the README's older
-    # tables were measured that way.
+    # Change round 2's sngan (batch 32, no R1, round 4's D) instead of today's: the
+    # README's older tables were measured that way.
     round2: bool = False
+    # Change round 4's sngan (D without its 3 x 3 convolutions): rounds 3 and 4 measured
+    # their variants so.
+    round4: bool = False
 
 
 # What round 3 changed in sngan: round2 variants undo it first.
 ROUND2_CONFIG = {"batch_size": 32}
 ROUND2_PRESET = {"r1": 0.0}
+# What round 5 changed: round2 and round4 variants undo it.
+ROUND4_DISCRIMINATOR = {"deep": False}
 
 
 def _r2(name: str, what: str, **changes: Any) -> Variant:
     return Variant(name, what, round2=True, **changes)
 
 
+def _r4(name: str, what: str, **changes: Any) -> Variant:
+    return Variant(name, what, round4=True, **changes)
+
+
 VARIANTS = [
-    Variant("full", "the preset as shipped (R1, batch 64)"),
-    Variant("no-r1", "no R1 penalty", preset={"r1": 0.0}),
-    Variant("batch-128", "batch 128 at the same rates", config={"batch_size": 128}),
-    Variant("width-48-now", "wider networks (48 channels, not 32)", width=48),
-    Variant("rates-1.4x", "rates x 1.4 (2.26e-3 / 4.5e-3)",
-            config={"lr_g": 2.26e-3, "lr_d": 4.52e-3}),
-    Variant("beta2-0.99-now", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
-    Variant("ema-0.9995-now", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
+    Variant("full", "the preset as shipped (R1, batch 64, D with 3 x 3 convolutions)"),
+    # Round 5: D's 3 x 3 convolutions, the change that met the targets.
+    Variant("shallow-d", "round 4's D: its two strided convolutions only",
+            discriminator=ROUND4_DISCRIMINATOR),
+    # Rounds 3 and 4, on round 4's sngan (D without the 3 x 3 convolutions):
+    _r4("round-4", "round 4's sngan as shipped (R1, batch 64)"),
+    _r4("no-r1", "no R1 penalty", preset={"r1": 0.0}),
+    _r4("batch-128", "batch 128 at the same rates", config={"batch_size": 128}),
+    _r4("width-48-now", "wider networks (48 channels, not 32)", width=48),
+    _r4("rates-1.4x", "rates x 1.4 (2.26e-3 / 4.5e-3)",
+        config={"lr_g": 2.26e-3, "lr_d": 4.52e-3}),
+    _r4("beta2-0.99-now", "Adam beta2 0.99 (not 0.9)", config={"beta2": 0.99}),
+    _r4("ema-0.9995-now", "a longer EMA of G (0.9995)", config={"ema": 0.9995}),
     # Round 3's second look (at the plateau, 400 s pairs): none of these paid.
-    Variant("lr-decay-70", "rates down to 0 over the last half, 70 epochs",
-            config={"lr_decay": 0.5}, epochs=70),
-    Variant("refine-now", "a deeper G: one more 3 x 3 convolution at 14 x 14",
-            generator={"refine": True}),
-    Variant("wide-g", "a wider G (48 channels; D keeps 32)", generator={"width": 48}),
-    Variant("bce-logits-now", "cross-entropy (on logits) instead of hinge",
-            preset={"loss": "bce-logits"}),
-    Variant("beta1-0.5", "Adam beta1 0.5 (not 0)", config={"beta1": 0.5}),
-    Variant("lr-d-1.5x", "D's rate x 1.5 (4.8e-3; G keeps 1.6e-3)", config={"lr_d": 4.8e-3}),
-    Variant("lr-d-2x", "D's rate x 2 (6.4e-3; G keeps 1.6e-3)", config={"lr_d": 6.4e-3}),
+    _r4("lr-decay-70", "rates down to 0 over the last half, 70 epochs",
+        config={"lr_decay": 0.5}, epochs=70),
+    _r4("refine-now", "a deeper G: one more 3 x 3 convolution at 14 x 14",
+        generator={"refine": True}),
+    _r4("wide-g", "a wider G (48 channels; D keeps 32)", generator={"width": 48}),
+    _r4("bce-logits-now", "cross-entropy (on logits) instead of hinge",
+        preset={"loss": "bce-logits"}),
+    _r4("beta1-0.5", "Adam beta1 0.5 (not 0)", config={"beta1": 0.5}),
+    _r4("lr-d-1.5x", "D's rate x 1.5 (4.8e-3; G keeps 1.6e-3)", config={"lr_d": 4.8e-3}),
+    _r4("lr-d-2x", "D's rate x 2 (6.4e-3; G keeps 1.6e-3)", config={"lr_d": 6.4e-3}),
     # Round 4: against D memorising the 10,000 digits. Paid at 60 epochs, not at 100.
-    Variant("lecam-0.3", "LeCam (weight 0.3) on D's scores", preset={"lecam": 0.3}),
-    Variant("lecam-1", "LeCam (weight 1) on D's scores", preset={"lecam": 1.0}),
+    _r4("lecam-0.3", "LeCam (weight 0.3) on D's scores", preset={"lecam": 0.3}),
+    _r4("lecam-1", "LeCam (weight 1) on D's scores", preset={"lecam": 1.0}),
     # Round 2's preset (batch 32, no R1) and one change to it each:
     _r2("round-2", "round 2's sngan: batch 32, no R1"),
     _r2("no-spectral-norm", "no spectral normalisation in D",
@@ -120,7 +134,7 @@ VARIANTS = [
 
 def register(variant: Variant) -> str:
     """Add the variant as a preset of this process; return its preset name."""
-    from gan_tui.models import DCGAN_WIDTH, PRESETS
+    from gan_tui.models import DCGAN_WIDTH, PRESETS, SNGAN_DISCRIMINATOR
     from gan_tui.presets import PRESET_INFO
     from gan_tui.sngan import ProjectionDiscriminator, SnGenerator
 
@@ -134,8 +148,11 @@ def register(variant: Variant) -> str:
     def make_g(latent_dim: int) -> Any:
         return SnGenerator(latent_dim, **{"width": width, **variant.generator})
 
+    older = ROUND4_DISCRIMINATOR if variant.round2 or variant.round4 else {}
+
     def make_d() -> Any:
-        return ProjectionDiscriminator(**{"width": width, **variant.discriminator})
+        return ProjectionDiscriminator(**{"width": width, **SNGAN_DISCRIMINATOR, **older,
+                                          **variant.discriminator})
 
     PRESETS[name] = dataclasses.replace(base, name=name, make_generator=make_g,
                                         make_discriminator=make_d, loss=info.loss,

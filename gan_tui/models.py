@@ -176,6 +176,8 @@ class Preset:
 
 # Channel width of the convolutional presets: small enough for CPU training.
 DCGAN_WIDTH = 32
+# sngan's D: a 3 x 3 convolution after each strided one (round 5; README).
+SNGAN_DISCRIMINATOR = {"deep": True}
 
 
 def _preset(name: str, make_generator: Callable[[int], nn.Module],
@@ -195,7 +197,7 @@ PRESETS: dict[str, Preset] = {
                                                      num_classes=NUM_CLASSES),
                     lambda: ConvDiscriminator(width=DCGAN_WIDTH, num_classes=NUM_CLASSES)),
     "sngan": _preset("sngan", lambda latent_dim: _sngan().SnGenerator(latent_dim, DCGAN_WIDTH),
-                     lambda: _sngan().ProjectionDiscriminator(DCGAN_WIDTH)),
+                     lambda: _sngan().ProjectionDiscriminator(DCGAN_WIDTH, **SNGAN_DISCRIMINATOR)),
 }
 
 

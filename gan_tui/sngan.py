@@ -4,11 +4,12 @@ projection discriminator (Miyato et al. 2018; Miyato & Koyama 2018), sized for C
 G: z -> 2w x 7 x 7 -> w x 14 x 14 -> 1 x 28 x 28, transposed convolutions as the
 dcgan preset, but the class enters through conditional BatchNorm (a per-class gain
 and bias after every normalisation) rather than a concatenated embedding.
-D: two stride-2 convolutions, every weight spectrally normalised (its largest
-singular value held at 1: D stays Lipschitz, so the hinge loss cannot blow up), and
-the class enters by projection: score = psi(phi(x)) + <embed(y), phi(x)>, which
-asks D "is this a real image *of this class*" directly. D's output is a raw score
-for the hinge loss (no Sigmoid).
+D: two stride-2 convolutions, each followed by a 3 x 3 one (as SNGAN's CNN D; with
+only the strided ones D was what held the digits back: README, round 5), every
+weight spectrally normalised (its largest singular value held at 1: D stays
+Lipschitz, so the hinge loss cannot blow up), and the class enters by projection:
+score = psi(phi(x)) + <embed(y), phi(x)>, which asks D "is this a real image *of
+this class*" directly. D's output is a raw score for the hinge loss (no Sigmoid).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class ProjectionDiscriminator(nn.Module):
         projection the class enters as a learned input plane, as in the cgan preset.
         `batch_spread`: D also sees how much the batch's features vary (minibatch
         standard deviation, Karras et al. 2018), so a G short of variety shows.
-        `deep`: a 3 x 3 convolution after each strided one (as SNGAN's CNN D)."""
+        `deep`: a 3 x 3 convolution after each strided one (as SNGAN's CNN D; the
+        sngan preset's since round 5, whose checkpoints need it: without it, round 4's)."""
         super().__init__()
         norm = spectral_norm if spectral else (lambda module: module)
         self.batch_spread = batch_spread

@@ -194,7 +194,7 @@ def test_ablation_benchmark_trains_a_variant_of_sngan(tmp_path, capsys):
     assert "no-projection: class as an input plane" in capsys.readouterr().out
 
 
-def test_ablation_round2_variants_undo_this_rounds_sngan_changes():
+def test_ablation_older_variants_undo_later_rounds_sngan_changes():
     from unittest.mock import patch
 
     from benchmarks.ablation import ROUND2_CONFIG, VARIANTS, register
@@ -202,11 +202,20 @@ def test_ablation_round2_variants_undo_this_rounds_sngan_changes():
     from gan_tui.presets import PRESET_INFO
 
     by_name = {v.name: v for v in VARIANTS}
+
+    def d_layers(name: str) -> int:
+        return len(PRESETS[register(by_name[name])].make_discriminator().features)
+
     # register() adds presets to this process: give the other tests their lists back.
     with patch.dict(PRESETS), patch.dict(PRESET_INFO):
         assert PRESETS[register(by_name["full"])].r1 == PRESETS["sngan"].r1 > 0
         assert PRESETS[register(by_name["round-2"])].r1 == 0
         assert PRESETS[register(by_name["r1"])].r1 == 1.0  # a round-2 variant's own change
         assert PRESETS[register(by_name["lecam-0.3"])].lecam == 0.3
+        # Round 5's D (3 x 3 convolutions) in today's variants; older ones undo it.
+        shipped = len(PRESETS["sngan"].make_discriminator().features)
+        assert d_layers("full") == shipped > d_layers("shallow-d")
+        assert d_layers("round-4") == d_layers("round-2") == d_layers("shallow-d")
+        assert d_layers("deep-d") == shipped  # round 2's variant that asks for it
     assert "sngan-full" not in PRESETS and "sngan-full" not in PRESET_INFO
     assert ROUND2_CONFIG["batch_size"] != PRESETS["sngan"].defaults["batch_size"]

@@ -359,6 +359,24 @@ def test_resume_a_checkpoint_of_another_preset_says_force_cannot_help(capsys, tm
         assert "weights do not fit" not in err and "state_dict" not in err
 
 
+def test_a_run_of_an_older_sngan_says_it_cannot_resume_but_still_draws(capsys, tmp_path):
+    # Round 5 gave sngan's D 3 x 3 convolutions: a run saved before has round 4's D.
+    from gan_tui.sngan import ProjectionDiscriminator
+
+    config = TrainConfig(preset="sngan", limit=64, epochs=1, seed=0, device="cpu",
+                         run_dir=str(tmp_path / "old"), **QUIET)
+    older = Trainer(config, Recorder()).save("test")
+    state = ckpt.load_checkpoint(older)
+    state["discriminator"] = ProjectionDiscriminator(deep=False).state_dict()
+    ckpt.save_atomic(state, older)
+    rc = main(["--headless", "--resume", str(older), "--quality-samples", "0"])
+    err = one_line_error(capsys)
+    assert rc == 1 and "its discriminator is not the sngan preset's" in err
+    assert "cannot be resumed" in err and "state_dict" not in err
+    assert main(["sample", "--checkpoint", str(older), "--digit", "5"]) == 0
+    assert capsys.readouterr().out.strip()  # its digits are still drawn
+
+
 def test_resume_on_other_data_asks_for_force_and_then_trains(capsys, good_checkpoint, tmp_path):
     args = ["--headless", "--resume", str(good_checkpoint), "--limit", "32", "--epochs", "1",
             "--quality-samples", "0", "--run-dir", str(tmp_path / "forced")]

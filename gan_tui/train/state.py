@@ -69,8 +69,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> 
     try:
         _load_weights(trainer, state)
     except _LOAD_ERRORS as exc:
-        raise CheckpointError(f"{source}: weights do not fit this preset "
-                              f"({first_line(exc)})") from None
+        raise CheckpointError(_unfit_weights(trainer, state, source, exc)) from None
     try:
         _load_progress(trainer, state)
     except (*_LOAD_ERRORS, IndexError) as exc:
@@ -82,6 +81,21 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any], source: str) -> 
     for optimizer, lr in ((trainer.opt_g, config.lr_g), (trainer.opt_d, config.lr_d)):
         for group in optimizer.param_groups:
             group["lr"], group["betas"] = lr, betas
+
+
+def _unfit_weights(trainer: Trainer, state: dict[str, Any], source: str,
+                   exc: BaseException) -> str:
+    """Why a checkpoint's weights do not fit, in one line. A G that fits beside a D that
+    does not is a run of an older version of the preset (sngan's D grew in round 5):
+    its digits can still be drawn, only the training cannot go on."""
+    try:
+        trainer.generator.load_state_dict(state["generator"])
+    except _LOAD_ERRORS:
+        return f"{source}: weights do not fit this preset ({first_line(exc)})"
+    preset = trainer.config.preset
+    return (f"{source}: its discriminator is not the {preset} preset's of this version "
+            "(saved by an older gan-tui?), so it cannot be resumed; `gan-tui sample` and "
+            "`gan-tui eval` still draw from it")
 
 
 def _load_weights(trainer: Trainer, state: dict[str, Any]) -> None:

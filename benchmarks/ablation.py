@@ -69,6 +69,8 @@ VARIANTS = [
     # Round 5: D's 3 x 3 convolutions, the change that met the targets.
     Variant("shallow-d", "round 4's D: its two strided convolutions only",
             discriminator=ROUND4_DISCRIMINATOR),
+    Variant("no-r1-now", "no R1 penalty", preset={"r1": 0.0}),
+    Variant("wide-d-now", "a wider D (48 channels; G keeps 32)", discriminator={"width": 48}),
     # Rounds 3 and 4, on round 4's sngan (D without the 3 x 3 convolutions):
     _r4("round-4", "round 4's sngan as shipped (R1, batch 64)"),
     _r4("no-r1", "no R1 penalty", preset={"r1": 0.0}),

@@ -88,14 +88,19 @@ def _unfit_weights(trainer: Trainer, state: dict[str, Any], source: str,
     """Why a checkpoint's weights do not fit, in one line. A G that fits beside a D that
     does not is a run of an older version of the preset (sngan's D grew in round 5):
     its digits can still be drawn, only the training cannot go on."""
+    unfit = f"{source}: weights do not fit this preset ({first_line(exc)})"
     try:
         trainer.generator.load_state_dict(state["generator"])
     except _LOAD_ERRORS:
-        return f"{source}: weights do not fit this preset ({first_line(exc)})"
-    preset = trainer.config.preset
-    return (f"{source}: its discriminator is not the {preset} preset's of this version "
-            "(saved by an older gan-tui?), so it cannot be resumed; `gan-tui sample` and "
-            "`gan-tui eval` still draw from it")
+        return unfit
+    try:
+        trainer.discriminator.load_state_dict(state["discriminator"])
+    except _LOAD_ERRORS:
+        preset = trainer.config.preset
+        return (f"{source}: its discriminator is not the {preset} preset's of this version "
+                "(saved by an older gan-tui?), so it cannot be resumed; `gan-tui sample` "
+                "and `gan-tui eval` still draw from it")
+    return unfit
 
 
 def _load_weights(trainer: Trainer, state: dict[str, Any]) -> None:
